@@ -1,0 +1,159 @@
+"""The ClickHouse sink: one client for a ClickHouse server (http/https DSN) or chDB (chdb DSN).
+
+Every method blocks. The worker calls them from one dedicated thread, so the event loop keeps
+heartbeating while ClickHouse works, and chDB sees one caller at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from sinks.ddl import create_statements
+from sinks.errors import SinkConfigError, SinkError
+
+log = logging.getLogger(__name__)
+
+_SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
+
+
+def _redact(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+class ClickHouseSink:
+    """Tables, inserts and queries of llmtel on one ClickHouse."""
+
+    def __init__(self, dsn: str, *, events_ttl_days: int = 90, rollups_ttl_days: int = 400) -> None:
+        scheme = urlsplit(dsn).scheme
+        if scheme not in _SCHEMES:
+            raise SinkConfigError(
+                f"LLMTEL_CLICKHOUSE_DSN: scheme {scheme!r} is not one of {', '.join(_SCHEMES)}"
+            )
+        self.dsn = dsn
+        self.embedded = scheme == "chdb"
+        self._ttl = (events_ttl_days, rollups_ttl_days)
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        try:
+            if self.embedded:
+                path = urlsplit(self.dsn).path
+                Path(path).mkdir(parents=True, exist_ok=True)
+                return clickhouse_connect.get_client(dsn=self.dsn)
+            database = urlsplit(self.dsn).path.strip("/")
+            if database:
+                self._create_database(database)
+            return clickhouse_connect.get_client(dsn=self.dsn, autogenerate_session_id=False)
+        except ClickHouseError as exc:
+            raise SinkError(f"cannot connect to ClickHouse at {_redact(self.dsn)}: {exc}") from exc
+        except Exception as exc:
+            if "EmbeddedServer" in str(exc):
+                raise SinkConfigError(
+                    f"the embedded store {urlsplit(self.dsn).path} is open in another process "
+                    "(a running llmtel worker?): query it through that worker"
+                ) from exc
+            raise SinkError(f"cannot connect to ClickHouse at {_redact(self.dsn)}: {exc}") from exc
+
+    def _create_database(self, database: str) -> None:
+        server = urlunsplit(urlsplit(self.dsn)._replace(path="/"))
+        client = clickhouse_connect.get_client(dsn=server, autogenerate_session_id=False)
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        finally:
+            client.close()
+
+    def ensure_tables(self) -> None:
+        """Create every table llmtel writes, if missing."""
+        for statement in create_statements(*self._ttl):
+            self.command(statement)
+
+    def command(self, sql: str) -> Any:
+        try:
+            return self.client.command(sql)
+        except ClickHouseError as exc:
+            raise SinkError(f"ClickHouse command failed: {exc}") from exc
+
+    def insert(
+        self,
+        table: str,
+        column_names: Sequence[str],
+        columns: Sequence[Sequence[Any]],
+        token: str,
+    ) -> None:
+        """Insert column-oriented data as one block; a retry with the same token is a no-op."""
+        if not columns or not columns[0]:
+            return
+        settings = {"insert_deduplication_token": token, "insert_deduplicate": 1}
+        if not self.embedded:
+            settings["async_insert"] = 0
+        try:
+            self.client.insert(
+                table,
+                columns,
+                column_names=list(column_names),
+                column_oriented=True,
+                settings=settings,
+            )
+        except ClickHouseError as exc:
+            raise SinkError(f"insert into {table} failed: {exc}") from exc
+
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[str], list[tuple]]:
+        """(column names, column types, rows) of a query."""
+        try:
+            result = self.client.query(sql, parameters=parameters)
+        except ClickHouseError as exc:
+            raise SinkError(str(exc)) from exc
+        names, types = list(result.column_names), [t.name for t in result.column_types]
+        if not names and self.embedded:
+            names, types = self._describe(sql)
+        return names, types, [tuple(r) for r in result.result_rows]
+
+    def _describe(self, sql: str) -> tuple[list[str], list[str]]:
+        # chDB gives no column metadata for an empty result; ask for it instead.
+        try:
+            described = self.client.query(f"DESCRIBE TABLE ({sql.strip().rstrip(';')})")
+        except ClickHouseError:
+            return [], []
+        return [r[0] for r in described.result_rows], [r[1] for r in described.result_rows]
+
+    def applied_offsets(self, source: str) -> dict[str, dict[int, int]]:
+        """Per table, the highest Kafka offset stored from ``source``, by partition."""
+        events = self.query(
+            "SELECT kafka_partition, max(kafka_offset) FROM events "
+            "WHERE source = {source:String} GROUP BY kafka_partition",
+            {"source": source},
+        )[2]
+        rollups = self.query(
+            "SELECT kafka_partition, max(max_offset) FROM rollups_1m "
+            "WHERE source = {source:String} GROUP BY kafka_partition",
+            {"source": source},
+        )[2]
+        return {
+            "events": {int(p): int(o) for p, o in events},
+            "rollups_1m": {int(p): int(o) for p, o in rollups},
+        }
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

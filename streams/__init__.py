@@ -1,0 +1,1 @@
+"""llmtel's stream processing: the Faust app, parsing, pricing, folding, rules and the CLI."""

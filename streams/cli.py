@@ -1,0 +1,334 @@
+"""The ``llmtel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from schemas import alert_json_schema, degrade_json_schema, event_json_schema
+from schemas.errors import LlmtelError
+from streams.settings import Settings, load_settings
+
+
+def _say(*lines: str) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+def _wait_for_cluster(settings: Settings, timeout: float = 60.0) -> str:
+    from streams.errors import ConfigError
+    from streams.kafka import cluster_id
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return cluster_id(settings.bootstrap, timeout=5)
+        except ConfigError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _topics(settings: Settings) -> list[str]:
+    return [
+        settings.events_topic,
+        settings.dlq_topic,
+        settings.alerts_topic,
+        settings.degrade_topic,
+    ]
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the topics and the ClickHouse tables, then exit."""
+    from sinks.clickhouse import ClickHouseSink
+    from streams.kafka import ensure_topics
+
+    _wait_for_cluster(settings)
+    ensure_topics(settings.bootstrap, _topics(settings), settings.partitions)
+    sink = ClickHouseSink(settings.dsn)
+    sink.ensure_tables()
+    sink.close()
+    _say(f"topics and tables ready (kafka {settings.bootstrap})")
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one worker until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    from sinks.clickhouse import _redact
+    from streams.app import Runtime, create_app
+    from streams.kafka import ensure_topics
+    from streams.policy import load_policy
+
+    policy = load_policy(settings.policy)
+    cluster = _wait_for_cluster(settings)
+    ensure_topics(settings.bootstrap, _topics(settings), settings.partitions)
+    runtime = Runtime(settings, policy, source=f"{cluster}/{settings.events_topic}")
+    runtime.prepare()
+    app = create_app(runtime)
+    _say(
+        f"llmtel worker: kafka {settings.bootstrap} (cluster {cluster}), "
+        f"clickhouse {_redact(settings.dsn)}, web http://{settings.web_host}:{settings.web_port}"
+    )
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the embedded broker in the foreground."""
+    from streams.broker import start_broker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    proc = start_broker(settings.embedded_kafka_port, settings.data_dir / "broker.log")
+    _say(f"llmtel broker: Kafka bootstrap 127.0.0.1:{settings.embedded_kafka_port} (memory only)")
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """The embedded broker and a worker, as two processes, until Ctrl-C."""
+    from sinks.clickhouse import _redact
+    from streams.broker import port_open, start_broker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    env = dict(os.environ)
+    if settings.kafka_bootstrap is None:
+        broker = start_broker(settings.embedded_kafka_port, settings.data_dir / "broker.log")
+        env["LLMTEL_KAFKA_BOOTSTRAP"] = settings.bootstrap
+        kafka_line = f"{settings.bootstrap} (embedded broker, memory only; log {settings.data_dir / 'broker.log'})"
+    else:
+        kafka_line = settings.bootstrap
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env)
+    _say(
+        "llmtel is up",
+        f"  Kafka bootstrap : {kafka_line}",
+        f"  ClickHouse      : {_redact(settings.dsn)}",
+        f"  data directory  : {settings.data_dir.resolve()}",
+        f"  web             : http://{settings.web_host}:{settings.web_port}  (POST /query)",
+        f"  send events     : llmtel produce events.jsonl   (topic {settings.events_topic})",
+        '  query           : llmtel query "SELECT * FROM rollups_1m LIMIT 10"',
+        "Ctrl-C stops both.",
+    )
+    code = 0
+    try:
+        while True:
+            if worker.poll() is not None:
+                code = worker.returncode
+                _say(f"worker exited with code {code}")
+                break
+            if broker is not None and broker.poll() is not None:
+                code = broker.returncode or 1
+                _say(f"broker exited with code {broker.returncode}")
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        _say("stopping...")
+    finally:
+        for proc in (worker, broker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if broker is not None:
+            deadline = time.monotonic() + 5
+            while port_open(settings.embedded_kafka_port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    return code
+
+
+def _tenant_of(doc: Any) -> str | None:
+    if isinstance(doc, dict):
+        tenant = doc.get("tenant_id")
+    elif isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        tenant = doc[0].get("tenant_id")
+    else:
+        return None
+    return tenant if isinstance(tenant, str) else None
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    """Send a JSONL file (or stdin) to the events topic, each line keyed by its tenant_id."""
+    from streams.kafka import cluster_id, make_producer
+
+    cluster_id(settings.bootstrap, timeout=10)  # a clear error now rather than retries later
+    producer = make_producer(settings.bootstrap)
+    failures: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    sent = 0
+    with stream:
+        for line in stream:
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                tenant = _tenant_of(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                tenant = None  # sent as is: the worker puts it in the DLQ with the reason
+            key = tenant.encode() if tenant else None
+            while True:
+                try:
+                    producer.produce(
+                        args.topic or settings.events_topic, line, key, on_delivery=on_delivery
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+            sent += 1
+    left = producer.flush(30)
+    if failures or left:
+        print(
+            f"llmtel produce: {len(failures) + left} of {sent} records failed: {failures[:3]}",
+            file=sys.stderr,
+        )
+        return 1
+    _say(f"sent {sent} records to {args.topic or settings.events_topic} at {settings.bootstrap}")
+    return 0
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[str], list[list[Any]]]:
+    """Run SQL on the configured ClickHouse; with the embedded store, through a running worker."""
+    from sinks.clickhouse import ClickHouseSink
+    from sinks.errors import SinkError
+
+    if settings.embedded_store:
+        url = f"http://{settings.web_host}:{settings.web_port}/query"
+        request = urllib.request.Request(
+            url, data=orjson.dumps({"sql": sql}), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                body = orjson.loads(response.read())
+            return body["columns"], body["types"], body["rows"]
+        except urllib.error.HTTPError as exc:
+            detail = orjson.loads(exc.read()).get("error", str(exc))
+            raise SinkError(detail) from None
+        except (urllib.error.URLError, ConnectionError):
+            pass  # no worker running: open the store ourselves
+    sink = ClickHouseSink(settings.dsn)
+    try:
+        columns, types, rows = sink.query(sql)
+    finally:
+        sink.close()
+    return columns, types, [list(r) for r in rows]
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, rule, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+def print_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            sys.stdout.write(
+                orjson.dumps(dict(zip(columns, row, strict=True)), default=str).decode() + "\n"
+            )
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+    else:
+        print(format_table(columns, rows))
+
+
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the result of a SQL query."""
+    columns, _, rows = run_query(settings, args.sql)
+    print_result(columns, rows, args.format)
+    return 0
+
+
+def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a JSON Schema: input events, or alerts / degrade commands."""
+    if args.alerts:
+        schema = alert_json_schema()
+    elif args.degrade:
+        schema = degrade_json_schema()
+    else:
+        schema = event_json_schema()
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmtel", description="Real-time telemetry for LLM applications."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the embedded broker and a worker (Ctrl-C stops both)")
+    sub.add_parser("broker", help="run only the embedded Kafka-protocol broker")
+    sub.add_parser("worker", help="run a worker against LLMTEL_KAFKA_BOOTSTRAP")
+    sub.add_parser("init", help="create the topics and ClickHouse tables, then exit")
+    p = sub.add_parser("produce", help="send JSONL events (a file, or - for stdin)")
+    p.add_argument("file")
+    p.add_argument("--topic", help="default: LLMTEL_EVENTS_TOPIC (llm.events)")
+    q = sub.add_parser("query", help="run SQL on llmtel's ClickHouse and print the result")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s = sub.add_parser("schema", help="print the JSON Schema of input events")
+    group = s.add_mutually_exclusive_group()
+    group.add_argument("--alerts", action="store_true", help="of llm.alerts records instead")
+    group.add_argument("--degrade", action="store_true", help="of llm.degrade records instead")
+    return parser
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "broker": cmd_broker,
+    "worker": cmd_worker,
+    "init": cmd_init,
+    "produce": cmd_produce,
+    "query": cmd_query,
+    "schema": cmd_schema,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](settings, args)
+    except LlmtelError as exc:
+        print(f"llmtel {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Kafka administration llmtel needs at start: topics, the cluster id, a murmur2 producer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(bootstrap: str, **extra: object) -> dict[str, object]:
+    """confluent-kafka settings that partition keys as Kafka's Java client and Faust do."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "partitioner": "murmur2_random",
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        "log_level": 2,  # connection failures are reported by llmtel, not logged per retry
+        **extra,
+    }
+
+
+def make_producer(bootstrap: str, **extra: object) -> Producer:
+    return Producer(producer_config(bootstrap, **extra))
+
+
+def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
+    """The broker cluster's id; raises ConfigError when the broker cannot be reached."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ConfigError(
+            f"LLMTEL_KAFKA_BOOTSTRAP: cannot reach Kafka at {bootstrap}: {exc}"
+        ) from None
+    return metadata.cluster_id or "kafka"
+
+
+def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 10.0
+) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+        try:
+            future.result()
+            log.info("created topic %s with %d partitions", name, partitions)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise

@@ -1,0 +1,167 @@
+"""Turn raw Kafka records into validated events or rejections.
+
+Runs once per record on the hot path. A bad record is data, not an exception: it comes back
+as a ``Rejection`` with a reason code and a message naming the field, and goes to the DLQ.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event, LlmCall
+from streams.pricing import COST_FROM_EVENT, PriceTable, usd_to_pico
+
+# Reason codes (the ``llmtel.reason`` header of a DLQ record).
+TOO_LARGE = "too_large"
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_AN_OBJECT = "not_an_object"
+EMPTY_ARRAY = "empty_array"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+INVALID_EVENT = "invalid_event"
+TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+MISSING_KEY = "missing_key"
+KEY_MISMATCH = "key_mismatch"
+UNKNOWN_TENANT = "unknown_tenant"
+
+REASONS = (
+    TOO_LARGE,
+    NOT_UTF8,
+    NOT_JSON,
+    NOT_AN_OBJECT,
+    EMPTY_ARRAY,
+    UNKNOWN_EVENT_TYPE,
+    INVALID_EVENT,
+    TIMESTAMP_OUT_OF_RANGE,
+    MISSING_KEY,
+    KEY_MISMATCH,
+    UNKNOWN_TENANT,
+)
+
+
+class Accepted(NamedTuple):
+    """A valid event and its cost in pico-USD (0 for events that are not LLM calls)."""
+
+    index: int  # position in the record's array, 0 for a single object
+    event: Event
+    cost_pico: int
+    cost_source: str
+
+
+class Rejection(NamedTuple):
+    """Why a record, or one element of its array, was refused."""
+
+    index: int | None  # None: the whole record
+    reason: str
+    detail: str
+    payload: bytes  # what goes to the DLQ: the record's bytes, or the element re-encoded
+
+
+class ParseLimits(NamedTuple):
+    """What the parser accepts beyond the schema."""
+
+    max_record_bytes: int = 1_048_576
+    max_event_age: timedelta = timedelta(days=30)
+    max_future: timedelta = timedelta(hours=1)
+    allowed_tenants: frozenset[str] | None = None  # None: any tenant
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "event"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_record(
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    prices: PriceTable,
+    limits: ParseLimits,
+    now: datetime,
+) -> tuple[list[Accepted], list[Rejection]]:
+    """Parse one Kafka record holding an event object or a JSON array of them.
+
+    Each element stands alone: one bad element is rejected, its siblings are accepted.
+    """
+    raw = value or b""
+    if len(raw) > limits.max_record_bytes:
+        detail = f"record is {len(raw)} bytes, the limit is {limits.max_record_bytes}"
+        return [], [Rejection(None, TOO_LARGE, detail, raw)]
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = NOT_UTF8 if "UTF-8" in str(exc) else NOT_JSON
+        return [], [Rejection(None, reason, str(exc)[:300], raw)]
+    if isinstance(doc, dict):
+        elements: list[Any] = [doc]
+        single = True
+    elif isinstance(doc, list):
+        if not doc:
+            return [], [Rejection(None, EMPTY_ARRAY, "the array holds no events", raw)]
+        elements = doc
+        single = False
+    else:
+        kind = type(doc).__name__
+        return [], [Rejection(None, NOT_AN_OBJECT, f"expected an object or array, got {kind}", raw)]
+
+    tenant_key = key.decode("utf-8", "replace") if key else ""
+    accepted: list[Accepted] = []
+    rejected: list[Rejection] = []
+    for index, element in enumerate(elements):
+        result = _parse_element(element, tenant_key, prices, limits, now)
+        if isinstance(result, Accepted):
+            accepted.append(result._replace(index=index))
+        else:
+            reason, detail = result
+            payload = raw if single else orjson.dumps(element)
+            rejected.append(Rejection(None if single else index, reason, detail, payload))
+    return accepted, rejected
+
+
+def _parse_element(
+    element: Any, tenant_key: str, prices: PriceTable, limits: ParseLimits, now: datetime
+) -> Accepted | tuple[str, str]:
+    if not isinstance(element, dict):
+        return NOT_AN_OBJECT, f"expected an event object, got {type(element).__name__}"
+    event_type = element.get("event_type")
+    if event_type not in EVENT_TYPES:
+        return (
+            UNKNOWN_EVENT_TYPE,
+            f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}",
+        )
+    try:
+        event = EVENT_ADAPTER.validate_python(element)
+    except ValidationError as exc:
+        return INVALID_EVENT, _describe(exc)
+    age = now - event.timestamp
+    if age > limits.max_event_age:
+        return (
+            TIMESTAMP_OUT_OF_RANGE,
+            f"timestamp {event.timestamp.isoformat()} is older than {limits.max_event_age}",
+        )
+    if -age > limits.max_future:
+        return (
+            TIMESTAMP_OUT_OF_RANGE,
+            f"timestamp {event.timestamp.isoformat()} is more than {limits.max_future} ahead",
+        )
+    if not tenant_key:
+        return MISSING_KEY, "the record has no key; key each record by its tenant_id"
+    if tenant_key != event.tenant_id:
+        return KEY_MISMATCH, f"record key {tenant_key!r} differs from tenant_id {event.tenant_id!r}"
+    if limits.allowed_tenants is not None and event.tenant_id not in limits.allowed_tenants:
+        return UNKNOWN_TENANT, f"tenant {event.tenant_id!r} is not in the policy's allow-list"
+    if isinstance(event, LlmCall):
+        if event.cost_usd is not None:
+            return Accepted(0, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT)
+        cost, source = prices.cost(
+            event.model, event.input_tokens, event.cached_input_tokens, event.output_tokens
+        )
+        return Accepted(0, event, cost, source)
+    return Accepted(0, event, 0, "")

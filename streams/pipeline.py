@@ -1,0 +1,170 @@
+"""One batch of records from ``llm.events``, from raw bytes to stored rows.
+
+Faust-free: the worker hands it records and two async callables (one that runs blocking sink
+calls on the sink thread, one that publishes to the DLQ), and acks the batch only after
+``process`` returns, i.e. after everything the batch produced is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sinks.errors import SinkError
+from streams.fold import (
+    EVENTS_COLUMN_NAMES,
+    ROLLUP_COLUMN_NAMES,
+    RollupKey,
+    RollupTotals,
+    event_row,
+    fold_llm_call,
+    rollup_rows,
+)
+from streams.parse import Accepted, ParseLimits, Rejection, parse_record
+from streams.pricing import PriceTable
+
+log = logging.getLogger(__name__)
+
+SinkCall = Callable[..., Awaitable[Any]]
+DlqPublish = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[None]]
+
+
+class SourceRecord(NamedTuple):
+    """A record as consumed: where it came from and its raw bytes."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FreshEvent(NamedTuple):
+    """An accepted event not yet applied to state, with its position in the topic."""
+
+    partition: int
+    offset: int
+    item: Accepted
+
+
+class BatchResult(NamedTuple):
+    """What a batch did (also what metrics count)."""
+
+    consumed: int
+    accepted: list[FreshEvent]
+    rejected: list[tuple[SourceRecord, Rejection]]
+    skipped: int  # records stored before a restart, not stored again
+
+
+def dlq_headers(record: SourceRecord, rejection: Rejection, topic: str) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record: why it was refused and where it came from."""
+    headers = [
+        ("llmtel.reason", rejection.reason.encode()),
+        ("llmtel.error", rejection.detail.encode("utf-8", "replace")),
+        ("llmtel.source", f"{topic}/{record.partition}/{record.offset}".encode()),
+    ]
+    if rejection.index is not None:
+        headers.append(("llmtel.element_index", str(rejection.index).encode()))
+    return headers
+
+
+class BatchProcessor:
+    """Parses, prices, stores and folds batches; skips what a previous run already stored."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        topic: str,
+        prices: PriceTable,
+        limits: ParseLimits,
+        sink_call: SinkCall,
+        dlq_publish: DlqPublish,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.source = source
+        self.topic = topic
+        self.prices = prices
+        self.limits = limits
+        self._sink_call = sink_call
+        self._dlq = dlq_publish
+        self._clock = clock
+        self._retry_delay = retry_delay
+        self._applied: dict[str, dict[int, int]] | None = None
+
+    def forget_applied(self) -> None:
+        """Re-read what is stored before the next batch (after a rebalance)."""
+        self._applied = None
+
+    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a sink call, retrying retriable failures until it succeeds."""
+        delay = self._retry_delay
+        while True:
+            try:
+                return await self._sink_call(fn, *args)
+            except SinkError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("ClickHouse call failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def process(self, sink: Any, records: Sequence[SourceRecord]) -> BatchResult:
+        """Handle one batch; returns once every row it produced is stored."""
+        if self._applied is None:
+            self._applied = await self._store(sink.applied_offsets, self.source)
+        applied_events = self._applied["events"]
+        applied_rollups = self._applied["rollups_1m"]
+        now = self._clock()
+        event_rows: list[tuple[Any, ...]] = []
+        rollups: dict[RollupKey, RollupTotals] = {}
+        fresh: list[FreshEvent] = []
+        rejected: list[tuple[SourceRecord, Rejection]] = []
+        skipped = 0
+        ranges: dict[int, list[int]] = {}
+        for record in records:
+            p, offset = record.partition, record.offset
+            events_done = offset <= applied_events.get(p, -1)
+            rollups_done = offset <= applied_rollups.get(p, -1)
+            if events_done and rollups_done:
+                skipped += 1
+                continue
+            span = ranges.setdefault(p, [offset, offset])
+            span[1] = offset
+            accepted, refused = parse_record(
+                record.key, record.value, prices=self.prices, limits=self.limits, now=now
+            )
+            rejected.extend((record, r) for r in refused)
+            for item in accepted:
+                if not events_done:
+                    event_rows.append(event_row(self.source, p, offset, item))
+                    fresh.append(FreshEvent(p, offset, item))
+                if not rollups_done and item.event.event_type == "llm_call":
+                    fold_llm_call(rollups, p, offset, item)
+
+        for record, rejection in rejected:
+            await self._dlq(
+                record.key, rejection.payload, dlq_headers(record, rejection, self.topic)
+            )
+
+        token = self.source + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        if event_rows:
+            await self._store(
+                sink.insert, "events", EVENTS_COLUMN_NAMES, _columns(event_rows), "events|" + token
+            )
+        if rollups:
+            rows = rollup_rows(self.source, rollups)
+            await self._store(
+                sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, _columns(rows), "rollups|" + token
+            )
+        for p, (_, last) in ranges.items():
+            applied_events[p] = max(applied_events.get(p, -1), last)
+            applied_rollups[p] = max(applied_rollups.get(p, -1), last)
+        return BatchResult(len(records), fresh, rejected, skipped)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
