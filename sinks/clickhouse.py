@@ -16,7 +16,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.ddl import create_statements
-from sinks.errors import SinkConfigError, SinkError
+from sinks.errors import SinkConfigError, SinkError, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ class ClickHouseSink:
             if database:
                 self._create_database(database)
             return clickhouse_connect.get_client(dsn=self.dsn, autogenerate_session_id=False)
-        except ClickHouseError as exc:
-            raise SinkError(f"cannot connect to ClickHouse at {_redact(self.dsn)}: {exc}") from exc
         except Exception as exc:
-            if "EmbeddedServer" in str(exc):
-                raise SinkConfigError(
+            if self.embedded and (
+                "Another server instance" in str(exc) or "EmbeddedServer" in str(exc)
+            ):
+                raise StoreBusy(
                     f"the embedded store {urlsplit(self.dsn).path} is open in another process "
-                    "(a running llmtel worker?): query it through that worker"
+                    "(a running llmtel worker?)"
                 ) from exc
             raise SinkError(f"cannot connect to ClickHouse at {_redact(self.dsn)}: {exc}") from exc
 

@@ -17,3 +17,9 @@ class SinkConfigError(SinkError):
     """The DSN cannot be used (wrong scheme, unknown database): retrying will not help."""
 
     retriable = False
+
+
+class StoreBusy(SinkError):
+    """The embedded store is open in another process (chDB admits one)."""
+
+    retriable = True

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from sinks.clickhouse import ClickHouseSink
+from sinks.errors import StoreBusy
+from streams.metrics import Metrics
 from streams.parse import ParseLimits
 from streams.pipeline import BatchProcessor, SourceRecord
 from streams.policy import Policy
 from streams.pricing import PriceTable
 from streams.settings import Settings
-from streams.web import add_query_view
+from streams.web import add_metrics_view, add_query_view
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ class Runtime:
             events_ttl_days=settings.events_ttl_days,
             rollups_ttl_days=settings.rollups_ttl_days,
         )
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
         self.limits = ParseLimits(
             max_record_bytes=settings.max_record_bytes,
             max_event_age=timedelta(days=settings.max_event_age_days),
@@ -42,9 +48,20 @@ class Runtime:
             allowed_tenants=policy.allowed_tenants(),
         )
 
-    def prepare(self) -> None:
-        """Create the tables, on the sink thread (chDB's client then lives there)."""
-        self.executor.submit(self.sink.ensure_tables).result()
+    def prepare(self, wait: float = 60.0) -> None:
+        """Create the tables, on the sink thread (chDB's client then lives there).
+
+        An embedded store held by another process (a `llmtel query` that opened it while no
+        worker answered) is waited for, up to ``wait`` seconds.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self.executor.submit(self.sink.ensure_tables).result()
+            except StoreBusy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     async def sink_call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -105,7 +122,9 @@ def create_app(runtime: Runtime) -> faust.App:
                 SourceRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch
             ]
-            await processor.process(runtime.sink, records)
+            started = time.perf_counter()
+            result = await processor.process(runtime.sink, records)
+            runtime.metrics.observe_batch(result, time.perf_counter() - started)
             # Ack only now: every row and DLQ record of the batch is stored or queued for the
             # flush Faust does before it commits.
             for event in batch:
@@ -114,6 +133,7 @@ def create_app(runtime: Runtime) -> faust.App:
     async def run_query(sql: str) -> tuple[list[str], list[str], list[tuple]]:
         return await runtime.sink_call(runtime.sink.query, sql)
 
+    add_metrics_view(app, runtime.registry)
     if runtime.sink.embedded:
         # chDB admits one process: `llmtel query` elsewhere reaches the store through here.
         # A ClickHouse server is queried directly, so its workers expose no SQL endpoint.

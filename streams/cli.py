@@ -216,31 +216,54 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_query(settings: Settings, sql: str) -> tuple[list[str], list[str], list[list[Any]]]:
-    """Run SQL on the configured ClickHouse; with the embedded store, through a running worker."""
-    from sinks.clickhouse import ClickHouseSink
+def _query_worker(
+    settings: Settings, sql: str
+) -> tuple[list[str], list[str], list[list[Any]]] | None:
+    """The result through a running worker's ``POST /query``, or None when none answers."""
     from sinks.errors import SinkError
 
-    if settings.embedded_store:
-        url = f"http://{settings.web_host}:{settings.web_port}/query"
-        request = urllib.request.Request(
-            url, data=orjson.dumps({"sql": sql}), headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                body = orjson.loads(response.read())
-            return body["columns"], body["types"], body["rows"]
-        except urllib.error.HTTPError as exc:
-            detail = orjson.loads(exc.read()).get("error", str(exc))
-            raise SinkError(detail) from None
-        except (urllib.error.URLError, ConnectionError):
-            pass  # no worker running: open the store ourselves
-    sink = ClickHouseSink(settings.dsn)
+    url = f"http://{settings.web_host}:{settings.web_port}/query"
+    request = urllib.request.Request(
+        url, data=orjson.dumps({"sql": sql}), headers={"Content-Type": "application/json"}
+    )
     try:
-        columns, types, rows = sink.query(sql)
-    finally:
-        sink.close()
-    return columns, types, [list(r) for r in rows]
+        with urllib.request.urlopen(request, timeout=120) as response:
+            body = orjson.loads(response.read())
+        return body["columns"], body["types"], body["rows"]
+    except urllib.error.HTTPError as exc:
+        detail = orjson.loads(exc.read()).get("error", str(exc))
+        raise SinkError(detail) from None
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def run_query(
+    settings: Settings, sql: str, wait: float = 30.0
+) -> tuple[list[str], list[str], list[list[Any]]]:
+    """Run SQL on the configured ClickHouse; with the embedded store, through a running worker.
+
+    With no worker answering, the embedded store is opened here; if a worker is just starting
+    and holds it, the worker is asked again until ``wait`` seconds have passed.
+    """
+    from sinks.clickhouse import ClickHouseSink
+    from sinks.errors import StoreBusy
+
+    deadline = time.monotonic() + wait
+    while True:
+        if settings.embedded_store:
+            result = _query_worker(settings, sql)
+            if result is not None:
+                return result
+        sink = ClickHouseSink(settings.dsn)
+        try:
+            columns, types, rows = sink.query(sql)
+            return columns, types, [list(r) for r in rows]
+        except StoreBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        finally:
+            sink.close()
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,22 +1,36 @@
 """The policy file (``LLMTEL_POLICY``): plans, tenants, budgets, rules, prices.
 
-Validated once at start; a bad file fails with the field path and the reason.
+Validated once at start; a bad file fails with the field path and the reason. Every section
+has documented defaults, so an empty file (or none) is a valid policy.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from schemas.outputs import DegradeMode
+from streams.durations import parse_duration
 from streams.errors import ConfigError
+from streams.rules import DEFAULT_RULES, RuleSpec, configure
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ModelPriceSpec(_Strict):
@@ -32,17 +46,59 @@ class ModelPriceSpec(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class PlanSpec(_Strict):
+    """A commercial plan: its daily budget and what to do when it is spent."""
+
+    daily_budget_usd: Decimal = Field(gt=0)
+    on_exceeded: list[DegradeMode] | None = Field(
+        None, description="degrade modes on exceeding the budget; default: budget.on_exceeded"
+    )
+
+
 class TenantSpec(_Strict):
     plan: str | None = None
+
+
+class BudgetSpec(_Strict):
+    warn_at: float = Field(0.8, gt=0, lt=1)
+    on_exceeded: list[DegradeMode] = Field(default_factory=lambda: ["route_cheaper_model"])
+
+
+class RuleOverride(_Strict):
+    """Changes to one built-in rule; unset fields keep the default."""
+
+    threshold: float | None = None
+    window: Duration | None = Field(None, gt=0)
+    for_: Duration | None = Field(None, alias="for", ge=0)
+    severity: Literal["info", "warning", "critical"] | None = None
+    min_samples: int | None = Field(None, ge=0)
+    hysteresis: float | None = Field(None, ge=0, lt=1)
+    enabled: bool | None = None
+    degrade: list[DegradeMode] | None = None
+    runbook: str | None = None
+
+
+DEFAULT_PLANS = {
+    "starter": PlanSpec(daily_budget_usd=Decimal(5)),
+    "pro": PlanSpec(daily_budget_usd=Decimal(50)),
+    "enterprise": PlanSpec(daily_budget_usd=Decimal(500)),
+}
 
 
 class Policy(_Strict):
     """Everything an operator tunes without a code change."""
 
+    plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    default_plan: str = "starter"
     tenants: dict[str, TenantSpec] = Field(default_factory=dict)
     accept_unknown_tenants: bool = Field(
         True, description="false: events of tenants not listed under tenants go to the DLQ"
     )
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    allowed_lateness: Duration = Field(
+        300.0, ge=0, description="how late an event may arrive and still count in rule windows"
+    )
+    rules: dict[str, RuleOverride] = Field(default_factory=dict)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
 
     @field_validator("prices")
@@ -54,9 +110,53 @@ class Policy(_Strict):
                     raise ValueError(f"{name}.{field}: at most 6 decimals")
         return prices
 
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: dict[str, RuleOverride]) -> dict[str, RuleOverride]:
+        unknown = sorted(set(rules) - set(DEFAULT_RULES))
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; known: {', '.join(sorted(DEFAULT_RULES))}")
+        return rules
+
+    @model_validator(mode="after")
+    def _plans_exist(self) -> Policy:
+        if self.default_plan not in self.plans:
+            raise ValueError(
+                f"default_plan {self.default_plan!r} is not one of plans: {sorted(self.plans)}"
+            )
+        for tenant, spec in self.tenants.items():
+            if spec.plan is not None and spec.plan not in self.plans:
+                raise ValueError(
+                    f"tenants.{tenant}.plan {spec.plan!r} is not one of plans: {sorted(self.plans)}"
+                )
+        return self
+
     def allowed_tenants(self) -> frozenset[str] | None:
         """The tenant allow-list, or None when every tenant is accepted."""
         return None if self.accept_unknown_tenants else frozenset(self.tenants)
+
+    def plan_of(self, tenant_id: str) -> tuple[str, PlanSpec]:
+        spec = self.tenants.get(tenant_id)
+        name = spec.plan if spec and spec.plan else self.default_plan
+        return name, self.plans[name]
+
+    def exceeded_modes(self, plan: PlanSpec) -> list[str]:
+        return list(plan.on_exceeded if plan.on_exceeded is not None else self.budget.on_exceeded)
+
+    def rule_specs(self) -> list[RuleSpec]:
+        """The enabled rules: defaults with this policy's changes."""
+        specs = []
+        for name, default in DEFAULT_RULES.items():
+            override = self.rules.get(name)
+            spec = default
+            if override is not None:
+                changes = override.model_dump(exclude_none=True)
+                if "degrade" in changes:
+                    changes["degrade"] = tuple(changes["degrade"])
+                spec = configure(default, **changes)
+            if spec.enabled:
+                specs.append(spec)
+        return specs
 
 
 def load_policy(path: Path | None) -> Policy:

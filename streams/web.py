@@ -12,6 +12,7 @@ from typing import Any
 import faust
 import orjson
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from sinks.errors import SinkError
 
@@ -45,3 +46,14 @@ def add_query_view(app: faust.App, run_query: QueryRunner) -> None:
             except SinkError as exc:
                 return self.json({"error": str(exc)}, status=400)
             return self.bytes(encode_result(columns, types, rows), content_type="application/json")
+
+
+def add_metrics_view(app: faust.App, registry: CollectorRegistry) -> None:
+    """Serve ``GET /metrics`` in the Prometheus text format."""
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(
+                generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+            )

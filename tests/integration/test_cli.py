@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 
 import orjson
@@ -50,6 +51,8 @@ def test_up_produce_query_and_ctrl_c(tmp_path):
     )
     try:
         banner = [up.stdout.readline() for _ in range(4)]
+        output = []  # keep reading, so a full pipe never blocks the worker or the broker
+        threading.Thread(target=lambda: output.extend(up.stdout), daemon=True).start()
         assert "llmtel is up" in banner[0]
         assert f"127.0.0.1:{kafka_port}" in banner[1]
         assert "chdb://" in banner[2] and str(tmp_path / "data") in banner[3]
@@ -94,7 +97,7 @@ def test_up_produce_query_and_ctrl_c(tmp_path):
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
-    assert code == 0
+    assert code == 0, "".join(output)
     assert not port_open(kafka_port)
     assert not port_open(int(env["LLMTEL_WEB_PORT"]))
 
