@@ -7,18 +7,28 @@ heartbeating while ClickHouse works, and chDB sees one caller at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from sinks.ddl import create_statements
 from sinks.errors import SinkConfigError, SinkError, StoreBusy
 
 log = logging.getLogger(__name__)
+
+
+def _failure(message: str, exc: ClickHouseError) -> SinkError:
+    """A SinkError for ``exc``: retriable when the server could not be reached or timed out,
+    not when it refused the statement (a retry would fail the same way)."""
+    error = SinkError(f"{message}: {exc}")
+    error.retriable = isinstance(exc, OperationalError)
+    return error
+
 
 _SCHEMES = ("chdb", "http", "https", "clickhouse", "clickhouses")
 
@@ -35,7 +45,15 @@ def _redact(dsn: str) -> str:
 class ClickHouseSink:
     """Tables, inserts and queries of llmtel on one ClickHouse."""
 
-    def __init__(self, dsn: str, *, events_ttl_days: int = 90, rollups_ttl_days: int = 400) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        events_ttl_days: int = 90,
+        rollups_ttl_days: int = 400,
+        on_insert: Callable[[str, float, bool], None] | None = None,
+    ) -> None:
+        """``on_insert(table, seconds, ok)`` is called after every insert attempt."""
         scheme = urlsplit(dsn).scheme
         if scheme not in _SCHEMES:
             raise SinkConfigError(
@@ -45,6 +63,7 @@ class ClickHouseSink:
         self.embedded = scheme == "chdb"
         self._ttl = (events_ttl_days, rollups_ttl_days)
         self._client: Any = None
+        self._on_insert = on_insert
 
     @property
     def client(self) -> Any:
@@ -89,7 +108,7 @@ class ClickHouseSink:
         try:
             return self.client.command(sql)
         except ClickHouseError as exc:
-            raise SinkError(f"ClickHouse command failed: {exc}") from exc
+            raise _failure("ClickHouse command failed", exc) from exc
 
     def insert(
         self,
@@ -104,6 +123,8 @@ class ClickHouseSink:
         settings = {"insert_deduplication_token": token, "insert_deduplicate": 1}
         if not self.embedded:
             settings["async_insert"] = 0
+        started = time.perf_counter()
+        ok = False
         try:
             self.client.insert(
                 table,
@@ -112,8 +133,12 @@ class ClickHouseSink:
                 column_oriented=True,
                 settings=settings,
             )
+            ok = True
         except ClickHouseError as exc:
-            raise SinkError(f"insert into {table} failed: {exc}") from exc
+            raise _failure(f"insert into {table} failed", exc) from exc
+        finally:
+            if self._on_insert is not None:
+                self._on_insert(table, time.perf_counter() - started, ok)
 
     def query(
         self, sql: str, parameters: dict[str, Any] | None = None
@@ -122,7 +147,7 @@ class ClickHouseSink:
         try:
             result = self.client.query(sql, parameters=parameters)
         except ClickHouseError as exc:
-            raise SinkError(str(exc)) from exc
+            raise _failure("query failed", exc) from exc
         names, types = list(result.column_names), [t.name for t in result.column_types]
         if not names and self.embedded:
             names, types = self._describe(sql)
@@ -152,6 +177,53 @@ class ClickHouseSink:
             "events": {int(p): int(o) for p, o in events},
             "rollups_1m": {int(p): int(o) for p, o in rollups},
         }
+
+    def recent_activity(self, source: str, partition: int) -> dict[str, list[tuple]]:
+        """Per-minute aggregates of the last 2 h (and hourly feedback of the last 25 h) of each
+        tenant's event time, for the events stored from one partition: what rebuilds the
+        in-memory rule windows after a restart or a rebalance."""
+        where = "source = {source:String} AND kafka_partition = {partition:UInt16}"
+        params = {"source": source, "partition": partition}
+        latest = f"(SELECT tenant_id AS t, max(ts) AS latest FROM events WHERE {where} GROUP BY tenant_id)"
+        minutes = self.query(
+            f"""SELECT tenant_id, toUnixTimestamp(toStartOfMinute(ts)) AS minute,
+                countIf(event_type = 'llm_call'),
+                countIf(event_type = 'llm_call' AND status != 'ok'),
+                sumIf(input_tokens, event_type = 'llm_call'),
+                sumIf(output_tokens, event_type = 'llm_call'),
+                toString(sumIf(cost_usd, event_type = 'llm_call')),
+                sumMapIf([if(ifNull(latency_ms, 0) <= 1, 0, toInt32(ceil(log(ifNull(latency_ms, 1)) / log(1.02))))], [toUInt64(1)],
+                         event_type = 'llm_call' AND latency_ms IS NOT NULL),
+                sumIf(score, event_type = 'evaluation' AND eval_name = 'faithfulness'),
+                countIf(event_type = 'evaluation' AND eval_name = 'faithfulness'),
+                countIf(event_type = 'evaluation' AND eval_name = 'hallucination'),
+                countIf(event_type = 'evaluation' AND eval_name = 'hallucination' AND score >= 0.5),
+                countIf((event_type = 'guardrail' AND guardrail_kind = 'prompt_injection' AND guardrail_action = 'blocked')
+                        OR (event_type = 'tool_call' AND status = 'blocked_injection')),
+                sumIf(score, event_type = 'feedback'),
+                countIf(event_type = 'feedback'),
+                toUnixTimestamp64Milli(max(ts))
+            FROM events INNER JOIN {latest} AS l ON events.tenant_id = l.t
+            WHERE {where} AND ts >= l.latest - INTERVAL 2 HOUR
+            GROUP BY tenant_id, minute""",
+            params,
+        )[2]
+        sessions = self.query(
+            f"""SELECT tenant_id, toUnixTimestamp(toStartOfMinute(ts)) AS minute, session_id,
+                count(), toString(sum(cost_usd))
+            FROM events INNER JOIN {latest} AS l ON events.tenant_id = l.t
+            WHERE {where} AND event_type = 'llm_call' AND session_id != '' AND ts >= l.latest - INTERVAL 2 HOUR
+            GROUP BY tenant_id, minute, session_id""",
+            params,
+        )[2]
+        hours = self.query(
+            f"""SELECT tenant_id, toUnixTimestamp(toStartOfHour(ts)) AS hour, sum(score), count()
+            FROM events INNER JOIN {latest} AS l ON events.tenant_id = l.t
+            WHERE {where} AND event_type = 'feedback' AND ts >= l.latest - INTERVAL 25 HOUR
+            GROUP BY tenant_id, hour""",
+            params,
+        )[2]
+        return {"minutes": minutes, "sessions": sessions, "hours": hours}
 
     def close(self) -> None:
         if self._client is not None:

@@ -70,6 +70,30 @@ ROLLUP_VALUE_COLUMNS: tuple[tuple[str, str], ...] = (
 ROLLUP_COLUMNS = ROLLUP_KEY_COLUMNS + ROLLUP_VALUE_COLUMNS
 
 
+ALERTS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("alert_id", "String"),
+    ("rule", "LowCardinality(String)"),
+    ("state", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("tenant_id", "Nullable(String)"),
+    ("value", "Float64"),
+    ("threshold", "Float64"),
+    ("window", "LowCardinality(String)"),
+    ("started_at", "DateTime64(3, 'UTC')"),
+    ("event_time", "DateTime64(3, 'UTC')"),
+    ("runbook", "String"),
+    ("labels", "Map(String, String)"),
+)
+DEGRADE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("tenant_id", "String"),
+    ("mode", "LowCardinality(String)"),
+    ("state", "LowCardinality(String)"),
+    ("reason", "LowCardinality(String)"),
+    ("recommendation", "String"),
+    ("event_time", "DateTime64(3, 'UTC')"),
+)
+
+
 def _columns(columns: tuple[tuple[str, str], ...]) -> str:
     return ",\n    ".join(f"`{name}` {kind}" for name, kind in columns)
 
@@ -92,4 +116,17 @@ PARTITION BY toYYYYMM(minute)
 ORDER BY ({", ".join(name for name, _ in ROLLUP_KEY_COLUMNS)})
 TTL minute + INTERVAL {rollups_ttl_days} DAY
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}""",
+        # A replayed batch may publish an alert again: one row per (alert_id, state) remains.
+        f"""CREATE TABLE IF NOT EXISTS alerts (
+    {_columns(ALERTS_COLUMNS)},
+    `published_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (alert_id, state)
+TTL toDateTime(event_time) + INTERVAL {rollups_ttl_days} DAY""",
+        f"""CREATE TABLE IF NOT EXISTS degrade_events (
+    {_columns(DEGRADE_COLUMNS)},
+    `published_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (tenant_id, mode, state, event_time, reason)
+TTL toDateTime(event_time) + INTERVAL {rollups_ttl_days} DAY""",
     ]

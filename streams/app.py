@@ -10,17 +10,35 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from schemas.outputs import Alert, DegradeCommand
 from sinks.clickhouse import ClickHouseSink
+from sinks.ddl import ALERTS_COLUMNS, DEGRADE_COLUMNS
 from sinks.errors import StoreBusy
+from streams.global_rules import GlobalState
 from streams.metrics import Metrics
+from streams.monitor import Monitor, Outputs
 from streams.parse import ParseLimits
 from streams.pipeline import BatchProcessor, SourceRecord
 from streams.policy import Policy
 from streams.pricing import PriceTable
 from streams.settings import Settings
 from streams.web import add_metrics_view, add_query_view
+from streams.windows import windows_from_activity
+
+ALERT_COLUMN_NAMES = tuple(name for name, _ in ALERTS_COLUMNS)
+DEGRADE_COLUMN_NAMES = tuple(name for name, _ in DEGRADE_COLUMNS)
+
+
+def alert_row(alert: Alert) -> tuple[Any, ...]:
+    return tuple(getattr(alert, name) for name in ALERT_COLUMN_NAMES)
+
+
+def degrade_row(command: DegradeCommand) -> tuple[Any, ...]:
+    return tuple(getattr(command, name) for name in DEGRADE_COLUMN_NAMES)
+
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +52,19 @@ class Runtime:
         self.source = source
         self.prices = PriceTable.shipped({k: v.as_fields() for k, v in policy.prices.items()})
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(
+            self.registry,
+            tenant_labels=policy.metrics.tenant_labels,
+            max_tenants=policy.metrics.max_tenants,
+        )
         self.sink = ClickHouseSink(
             settings.dsn,
             events_ttl_days=settings.events_ttl_days,
             rollups_ttl_days=settings.rollups_ttl_days,
+            on_insert=self.metrics.observe_insert,
         )
-        self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry)
+        self.monitor = Monitor(policy, self.prices)
         self.limits = ParseLimits(
             max_record_bytes=settings.max_record_bytes,
             max_event_age=timedelta(days=settings.max_event_age_days),
@@ -89,12 +113,38 @@ def create_app(runtime: Runtime) -> faust.App:
         broker_request_timeout=max(30.0, s.session_timeout * 3),
         consumer_auto_offset_reset="earliest",
         topic_partitions=s.partitions,
-        topic_allow_declare=False,
     )
     events_topic = app.topic(
         s.events_topic, key_serializer="raw", value_serializer="raw", partitions=s.partitions
     )
     dlq_topic = app.topic(s.dlq_topic, key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
+    degrade_topic = app.topic(s.degrade_topic, key_serializer="raw", value_serializer="raw")
+    # Budgets, rule states and degraded modes per tenant; co-partitioned with the events
+    # (written per batch, hence use_partitioner), recovered from its changelog on start.
+    tenant_state = app.Table(
+        "tenant-state",
+        default=None,
+        partitions=s.partitions,
+        use_partitioner=True,
+        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+    )
+    monitor = runtime.monitor
+    # Rules over all tenants: spend deltas from every partition meet on one partition.
+    global_topic = app.topic(
+        f"{s.app_id}-global-spend",
+        partitions=1,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    global_state = app.Table(
+        "global-state",
+        default=None,
+        partitions=1,
+        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+    )
+    global_rules = [r for r in runtime.policy.rule_specs() if r.scope == "global"]
 
     async def publish_dlq(
         key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
@@ -114,17 +164,123 @@ def create_app(runtime: Runtime) -> faust.App:
     @app.on_partitions_assigned.connect
     async def _reload_applied(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         processor.forget_applied()
+        monitor.forget()
+
+    async def load_windows(partitions: set[int]) -> None:
+        """Rebuild the rule windows of newly owned partitions from what ClickHouse holds."""
+        applied = await processor.ensure_applied(runtime.sink)
+        for p in partitions:
+            if not monitor.has_windows(p):
+                activity = await processor.store(runtime.sink.recent_activity, runtime.source, p)
+                monitor.load_windows(
+                    p, windows_from_activity(activity, applied["events"].get(p, -1))
+                )
+
+    async def publish(out: Outputs, token: str) -> None:
+        """Send alerts and degrade commands, and store them, before the batch is acked."""
+        if out.spend:  # one message per batch: its partitions are folded together
+            deltas = [
+                {"partition": p, "offset": out.spend_offsets[p], "minutes": minutes}
+                for p, minutes in out.spend.items()
+            ]
+            await global_topic.send(key=b"global", value={"deltas": deltas})
+        for alert in out.alerts:
+            await alerts_topic.send(
+                key=(alert.tenant_id or "").encode(), value=alert.model_dump_json().encode()
+            )
+            runtime.metrics.observe_alert(alert)
+        for command in out.degrades:
+            await degrade_topic.send(
+                key=command.tenant_id.encode(), value=command.model_dump_json().encode()
+            )
+            runtime.metrics.observe_degrade(command)
+        if out.alerts:
+            columns = [list(c) for c in zip(*(alert_row(a) for a in out.alerts), strict=True)]
+            await processor.store(
+                runtime.sink.insert, "alerts", ALERT_COLUMN_NAMES, columns, "alerts|" + token
+            )
+        if out.degrades:
+            columns = [list(c) for c in zip(*(degrade_row(d) for d in out.degrades), strict=True)]
+            await processor.store(
+                runtime.sink.insert,
+                "degrade_events",
+                DEGRADE_COLUMN_NAMES,
+                columns,
+                "degrade|" + token,
+            )
+        for tenant in out.changed:
+            _, spend, limit, _ = monitor.budget_view(tenant)
+            runtime.metrics.set_budget_remaining(tenant, max(0.0, limit - spend))
 
     @app.agent(events_topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
+        try:
+            await consume(stream)
+        except Exception as exc:
+            # Nothing of the failed batch was acked. Stop the worker rather than run on with
+            # a dead agent: a restart resumes from the last commit and skips what was stored.
+            log.critical(
+                "stopping the worker: a batch could not be processed: %s", exc, exc_info=True
+            )
+            await app.crash(exc)
+
+    @app.agent(global_topic, name="global-rules")
+    async def evaluate_global(stream: faust.StreamT) -> None:
+        try:
+            await fold_global(stream)
+        except Exception as exc:
+            log.critical("stopping the worker: the global rules failed: %s", exc, exc_info=True)
+            await app.crash(exc)
+
+    async def fold_global(stream: faust.StreamT) -> None:
+        state = None
+        async for message in stream:
+            if state is None:  # kept in memory for the partitions' wall-clock activity
+                state = GlobalState.from_json(global_state.get("global"))
+            folded = [
+                state.fold(
+                    d["partition"],
+                    d["offset"],
+                    {int(m): int(c) for m, c in d["minutes"].items()},
+                    time.time(),
+                )
+                for d in message["deltas"]
+            ]
+            if not any(folded):
+                continue  # forwarded again by a replayed batch
+            alerts = state.evaluate(global_rules, time.time())
+            global_state["global"] = state.to_json()
+            token = "global|" + ",".join(
+                f"{d['partition']}:{d['offset']}" for d in message["deltas"]
+            )
+            await publish(Outputs(alerts=alerts), token)
+
+    def observe_lag(records: list[SourceRecord]) -> None:
+        last: dict[int, int] = {}
+        for r in records:
+            last[r.partition] = max(last.get(r.partition, -1), r.offset)
+        for partition, offset in last.items():
+            highwater = app.consumer.highwater(TP(s.events_topic, partition))
+            if highwater is not None:
+                runtime.metrics.set_lag(partition, max(0, highwater - offset - 1))
+
+    async def consume(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(s.batch_max, within=s.batch_within):
             records = [
                 SourceRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch
             ]
             started = time.perf_counter()
+            await load_windows({r.partition for r in records})
             result = await processor.process(runtime.sink, records)
+            out = monitor.apply_batch(
+                [(f.partition, f.offset, f.item) for f in result.accepted], tenant_state.get
+            )
+            for tenant, state in out.changed.items():
+                tenant_state[tenant] = state.to_json()
+            await publish(out, result.token)
             runtime.metrics.observe_batch(result, time.perf_counter() - started)
+            observe_lag(records)
             # Ack only now: every row and DLQ record of the batch is stored or queued for the
             # flush Faust does before it commits.
             for event in batch:

@@ -308,6 +308,20 @@ def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    """Follow llm.alerts and llm.degrade, one line per record."""
+    from streams.follow import follow
+
+    return follow(
+        settings,
+        as_json=args.json,
+        from_beginning=args.from_beginning,
+        idle_exit=args.idle_exit,
+        out=sys.stdout,
+        tenant=args.tenant,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmtel", description="Real-time telemetry for LLM applications."
@@ -327,10 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     group = s.add_mutually_exclusive_group()
     group.add_argument("--alerts", action="store_true", help="of llm.alerts records instead")
     group.add_argument("--degrade", action="store_true", help="of llm.degrade records instead")
+    a = sub.add_parser("alerts", help="follow the alert and degrade topics, one line per record")
+    a.add_argument("--json", action="store_true", help="print each record's JSON as it is")
+    a.add_argument("--from-beginning", action="store_true", help="from the start of the topics")
+    a.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="exit after SECONDS without a record"
+    )
+    a.add_argument("--tenant", help="only this tenant's records")
     return parser
 
 
 COMMANDS = {
+    "alerts": cmd_alerts,
     "up": cmd_up,
     "broker": cmd_broker,
     "worker": cmd_worker,

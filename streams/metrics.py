@@ -4,8 +4,9 @@ Two families of series:
 
 - **What the events say** (``llm_requests_total``, ``llm_cost_usd_total``, ``llm_latency_ms``,
   ``active_sessions``, ``rag_faithfulness``, ...): the names deploy/prometheus/alerts.yml and
-  the Grafana dashboard use. Computed from each batch's freshly accepted events only, so an
-  event replayed after a crash (already stored, not fresh) is not counted twice.
+  the Grafana dashboard use. Computed from each batch's accepted events, each counted once
+  per process by its partition and offset: records read again after a rebalance are not
+  counted twice. A restarted worker starts its counters from 0, as Prometheus expects.
 - **How the pipeline is doing** (``llmtel_*``): records consumed and rejected, batch sizes and
   durations, ClickHouse inserts, consumer lag, alerts and degrade commands published.
 
@@ -30,7 +31,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from streams.pipeline import BatchResult
+from streams.pipeline import BatchResult, FreshEvent
 from streams.pricing import PICO
 
 ALL_TENANTS = "_all"
@@ -129,14 +130,13 @@ class _BulkHistogram:
 class _SessionWindow:
     """Distinct ``(agent_id, session_id)`` pairs seen within a window of event time.
 
-    One-second resolution: a session is active while its latest event's second is within
-    ``window`` seconds of the watermark. Each pair is held once, in the bucket of its latest
+    One-second resolution: a session is active while its latest event's second is after the
+    cutoff (the watermark minus the window). Each pair is held once, in the bucket of its latest
     second; buckets expire oldest first, so memory is one entry per active session, and at
     most ``max_sessions`` entries (the oldest are dropped first beyond that).
     """
 
-    def __init__(self, window: int, max_sessions: int) -> None:
-        self.window = window
+    def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
         self._last: dict[tuple[str, str], int] = {}
         self._buckets: dict[int, set[tuple[str, str]]] = {}
@@ -170,23 +170,19 @@ class _SessionWindow:
                 self.counts[agent] -= 1
                 changed.add(agent)
 
-    def __len__(self) -> int:
-        return len(self._last)
-
 
 class _FaithfulnessWindow:
     """``rag_faithfulness``: mean ``faithfulness`` score within a window of event time.
 
     Absent (no sample at all) while the window holds no score, so that a worker that has seen
     no RAG evaluation does not report 0 and trip RAGQualityDegraded. Per-second buckets of
-    (sum, count): at most ``window`` buckets whatever the event rate.
+    (sum, count): memory grows with the window, not with the event rate.
     """
 
     NAME = "rag_faithfulness"
     HELP = "Mean faithfulness evaluation score over the last hour of event time"
 
-    def __init__(self, window: int) -> None:
-        self.window = window
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[int, list[float]] = {}
         self._heap: list[int] = []
@@ -236,12 +232,14 @@ class Metrics:
       process. ``daily_budget_remaining_usd`` of a shared label (``_all``, ``_other``) is the
       smallest remaining budget among the tenants sharing it.
 
-    Time windows are in event time: the watermark is the latest event timestamp seen (never
-    ahead of the worker's clock, so one event stamped in the future cannot expire everything).
-    ``active_sessions`` counts distinct sessions per agent over the last ``SESSION_WINDOW``
-    seconds, holding at most ``MAX_SESSIONS`` sessions; ``rag_faithfulness`` is the mean score
-    over the last ``FAITHFULNESS_WINDOW`` seconds. While no events arrive the watermark does
-    not move, so both keep their last values.
+    Time windows are in event time, to the second. The watermark is the latest event time seen
+    (of each batch: every partition's last event and the events feeding a window), never ahead
+    of the worker's clock, so one event stamped in the future cannot expire everything.
+    ``active_sessions`` counts distinct ``session_id`` per agent over the last
+    ``SESSION_WINDOW`` seconds, holding at most ``MAX_SESSIONS`` sessions (the least recently
+    seen go first); ``rag_faithfulness`` is the mean ``faithfulness`` score over the last
+    ``FAITHFULNESS_WINDOW`` seconds, absent while there is none. While no events arrive the
+    watermark does not move, so both keep their last values.
 
     Events without an ``agent_id`` carry ``agent_id=""`` (as in ``rollups_1m``).
     """
@@ -265,7 +263,9 @@ class Metrics:
         self._degraded: dict[str, set[str]] = {}  # mode -> tenants
         self._clock: Callable[[], float] = time.time
         self._watermark: int | None = None  # epoch seconds
-        self._sessions = _SessionWindow(self.SESSION_WINDOW, self.MAX_SESSIONS)
+        self._counted: dict[int, int] = {}  # partition -> highest offset counted
+        self._sessions = _SessionWindow(self.MAX_SESSIONS)
+        self._children: dict[Any, dict[tuple[str, ...], Any]] = {}
 
         def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
             return Counter(name, doc, list(labels), registry=registry)
@@ -312,7 +312,7 @@ class Metrics:
             "hallucinations", "hallucination evaluations scoring 0.5 or more"
         )
         self.evaluations = counter("llm_evaluations", "Evaluation scores received", ("name",))
-        self.faithfulness = _FaithfulnessWindow(self.FAITHFULNESS_WINDOW)
+        self.faithfulness = _FaithfulnessWindow()
         registry.register(self.faithfulness)
         self.injections_blocked = counter(
             "prompt_injections_blocked",
@@ -369,8 +369,22 @@ class Metrics:
             return tenant_id
         return OTHER_TENANTS
 
+    def _child(self, metric: Any, key: tuple[str, ...]) -> Any:
+        """``metric.labels(*key)``, cached: ``labels()`` validates its arguments on every call."""
+        children = self._children.get(metric)
+        if children is None:
+            children = self._children[metric] = {}
+        child = children.get(key)
+        if child is None:
+            child = children[key] = metric.labels(*key)
+        return child
+
     def observe_batch(self, result: BatchResult, seconds: float) -> None:
-        """After a batch is stored: count what it consumed, accepted and rejected."""
+        """After a batch is stored: count what it consumed, accepted and rejected.
+
+        ``result.accepted`` may hold events read again (after a rebalance, or a batch that
+        failed half-way): an event is counted once per process, by its partition and offset.
+        """
         self.events_consumed.inc(result.consumed)
         self.batch_size.observe(result.consumed)
         self.batch_seconds.observe(seconds)
@@ -378,12 +392,16 @@ class Metrics:
         for _, rejection in result.rejected:
             reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
         for reason, n in reasons.items():
-            self.events_rejected.labels(reason).inc(n)
-        if result.accepted:
-            self._observe_events(result)
+            self._child(self.events_rejected, (reason,)).inc(n)
+        accepted = result.accepted
+        counted = self._counted
+        if counted and accepted:
+            accepted = [f for f in accepted if f.offset > counted.get(f.partition, -1)]
+        if accepted:
+            self._observe_events(accepted)
 
-    def _observe_events(self, result: BatchResult) -> None:
-        # Fold the batch into plain dicts first, then one .labels() and one .inc() per label
+    def _observe_events(self, accepted: list[FreshEvent]) -> None:
+        # Fold the batch into plain dicts first, then one child lookup and one .inc() per label
         # set. LLM calls fold per (agent, model, tenant, status) into
         # [requests, input, output, cached input, cost pico, cache hits by type, latencies].
         llm: dict[tuple[str, str, str, str], list[Any]] = {}
@@ -398,11 +416,11 @@ class Metrics:
         # so it is done once per session per batch: a session's events share its tenant, hence
         # a partition, and arrive in the order they were produced; the last one stands for it.
         sessions: dict[tuple[str, str], Any] = {}
-        last_of: dict[int, Any] = {}  # partition -> its last event in the batch
+        last_of: dict[int, FreshEvent] = {}  # partition -> its last event in the batch
 
-        for fresh in result.accepted:
+        for fresh in accepted:
             event: Any = fresh.item.event
-            last_of[fresh.partition] = event
+            last_of[fresh.partition] = fresh
             kind = event.event_type
             agent = event.agent_id or ""
             if event.session_id:
@@ -452,11 +470,11 @@ class Metrics:
         if llm:
             self._observe_llm(llm)
         for (tool, agent, status), n in tools.items():
-            self.tool_executions.labels(tool, agent, status).inc(n)
+            self._child(self.tool_executions, (tool, agent, status)).inc(n)
         if rag_latency:
             self.rag_latency.observe_many((), rag_latency)
         for name, n in evaluations.items():
-            self.evaluations.labels(name).inc(n)
+            self._child(self.evaluations, (name,)).inc(n)
         if hallucinations:
             self.hallucinations.inc(hallucinations)
         if injections:
@@ -468,7 +486,12 @@ class Metrics:
             (agent, session, int(ts.timestamp())) for (agent, session), ts in sessions.items()
         ]
         faith_seconds = [(int(ts.timestamp()), score) for ts, score in faithfulness]
-        newest = max(int(e.timestamp.timestamp()) for e in last_of.values())
+        counted = self._counted
+        for partition, fresh in last_of.items():
+            if fresh.offset > counted.get(partition, -1):
+                counted[partition] = fresh.offset
+
+        newest = max(int(f.item.event.timestamp.timestamp()) for f in last_of.values())
         for _, _, second in session_seconds:
             if second > newest:
                 newest = second
@@ -501,14 +524,14 @@ class Metrics:
             if acc[6]:
                 latency.setdefault((model, agent), []).extend(acc[6])
         for (agent, model, tenant, status), n in requests.items():
-            self.llm_requests.labels(agent, model, tenant, status).inc(n)
+            self._child(self.llm_requests, (agent, model, tenant, status)).inc(n)
         for (agent, model), counts in tokens.items():
             for token_type, n in zip(TOKEN_TYPES, counts, strict=True):
                 if n:
-                    self.llm_tokens.labels(agent, model, token_type).inc(n)
+                    self._child(self.llm_tokens, (agent, model, token_type)).inc(n)
         self.llm_cost.add(cost)
         for cache_type, n in cache.items():
-            self.cache_hits.labels(cache_type).inc(n)
+            self._child(self.cache_hits, (cache_type,)).inc(n)
         for key2, values in latency.items():
             self.llm_latency.observe_many(key2, values)
 
@@ -531,7 +554,7 @@ class Metrics:
                 window.add(agent, session, second, changed)
         window.expire(session_cutoff, changed)
         for agent in changed:
-            self.active_sessions.labels(agent).set(window.counts[agent])
+            self._child(self.active_sessions, (agent,)).set(window.counts[agent])
         faith_cutoff = watermark - self.FAITHFULNESS_WINDOW
         self.faithfulness.add([(s, v) for s, v in faithfulness if s > faith_cutoff])
         self.faithfulness.expire(faith_cutoff)

@@ -42,7 +42,7 @@ class SourceRecord(NamedTuple):
 
 
 class FreshEvent(NamedTuple):
-    """An accepted event not yet applied to state, with its position in the topic."""
+    """An accepted event with its position in the topic (state consumers skip by offset)."""
 
     partition: int
     offset: int
@@ -56,6 +56,7 @@ class BatchResult(NamedTuple):
     accepted: list[FreshEvent]
     rejected: list[tuple[SourceRecord, Rejection]]
     skipped: int  # records stored before a restart, not stored again
+    token: str  # identifies the batch's offsets: the dedup token of what it inserts
 
 
 def dlq_headers(record: SourceRecord, rejection: Rejection, topic: str) -> list[tuple[str, bytes]]:
@@ -99,6 +100,16 @@ class BatchProcessor:
         """Re-read what is stored before the next batch (after a rebalance)."""
         self._applied = None
 
+    async def ensure_applied(self, sink: Any) -> dict[str, dict[int, int]]:
+        """What ClickHouse holds from this source, per table and partition (read once)."""
+        if self._applied is None:
+            self._applied = await self._store(sink.applied_offsets, self.source)
+        return self._applied
+
+    async def store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a sink call on the sink thread, retrying retriable failures."""
+        return await self._store(fn, *args)
+
     async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a sink call, retrying retriable failures until it succeeds."""
         delay = self._retry_delay
@@ -114,10 +125,9 @@ class BatchProcessor:
 
     async def process(self, sink: Any, records: Sequence[SourceRecord]) -> BatchResult:
         """Handle one batch; returns once every row it produced is stored."""
-        if self._applied is None:
-            self._applied = await self._store(sink.applied_offsets, self.source)
-        applied_events = self._applied["events"]
-        applied_rollups = self._applied["rollups_1m"]
+        applied = await self.ensure_applied(sink)
+        applied_events = applied["events"]
+        applied_rollups = applied["rollups_1m"]
         now = self._clock()
         event_rows: list[tuple[Any, ...]] = []
         rollups: dict[RollupKey, RollupTotals] = {}
@@ -131,17 +141,17 @@ class BatchProcessor:
             rollups_done = offset <= applied_rollups.get(p, -1)
             if events_done and rollups_done:
                 skipped += 1
-                continue
             span = ranges.setdefault(p, [offset, offset])
             span[1] = offset
             accepted, refused = parse_record(
                 record.key, record.value, prices=self.prices, limits=self.limits, now=now
             )
-            rejected.extend((record, r) for r in refused)
+            if not events_done:
+                rejected.extend((record, r) for r in refused)
             for item in accepted:
+                fresh.append(FreshEvent(p, offset, item))
                 if not events_done:
                     event_rows.append(event_row(self.source, p, offset, item))
-                    fresh.append(FreshEvent(p, offset, item))
                 if not rollups_done and item.event.event_type == "llm_call":
                     fold_llm_call(rollups, p, offset, item)
 
@@ -163,7 +173,7 @@ class BatchProcessor:
         for p, (_, last) in ranges.items():
             applied_events[p] = max(applied_events.get(p, -1), last)
             applied_rollups[p] = max(applied_rollups.get(p, -1), last)
-        return BatchResult(len(records), fresh, rejected, skipped)
+        return BatchResult(len(records), fresh, rejected, skipped, token)
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:

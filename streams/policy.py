@@ -78,6 +78,13 @@ class RuleOverride(_Strict):
     runbook: str | None = None
 
 
+class MetricsSpec(_Strict):
+    """Prometheus labels: per-tenant series can be capped or turned off for large fleets."""
+
+    tenant_labels: bool = True
+    max_tenants: int = Field(1000, ge=1)
+
+
 DEFAULT_PLANS = {
     "starter": PlanSpec(daily_budget_usd=Decimal(5)),
     "pro": PlanSpec(daily_budget_usd=Decimal(50)),
@@ -100,6 +107,7 @@ class Policy(_Strict):
     )
     rules: dict[str, RuleOverride] = Field(default_factory=dict)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @field_validator("prices")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from schemas.events import Evaluation, Feedback, Guardrail, LlmCall, ToolCall
@@ -232,3 +233,60 @@ class TenantWindow:
             total.session_calls,
             total.session_cost,
         )
+
+
+def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict[str, TenantWindow]:
+    """Tenant windows rebuilt from ``ClickHouseSink.recent_activity`` rows.
+
+    ``offset`` is the highest Kafka offset those rows hold: later events are added as usual.
+    """
+    windows: dict[str, TenantWindow] = {}
+
+    def window(tenant: str) -> TenantWindow:
+        w = windows.get(tenant)
+        if w is None:
+            w = windows[tenant] = TenantWindow()
+            w.offset = offset
+        return w
+
+    for row in activity["minutes"]:
+        (
+            tenant,
+            minute,
+            calls,
+            errors,
+            tin,
+            tout,
+            cost,
+            lat,
+            fsum,
+            fn,
+            hn,
+            hh,
+            inj,
+            fbsum,
+            fbn,
+            latest_ms,
+        ) = row
+        w = window(tenant)
+        agg = w.bucket(int(minute))
+        agg.calls, agg.errors, agg.input_tokens, agg.output_tokens = (
+            int(calls),
+            int(errors),
+            int(tin),
+            int(tout),
+        )
+        agg.cost_pico = int(Decimal(cost) * 10**12)
+        agg.latencies = {int(k): int(v) for k, v in zip(*lat, strict=True)} if lat else {}
+        # sums over a Nullable column come back NULL when no row matched
+        agg.faith_sum, agg.faith_n = float(fsum or 0), int(fn)
+        agg.halluc_n, agg.halluc_hits, agg.injections = int(hn), int(hh), int(inj)
+        agg.feedback_sum, agg.feedback_n = float(fbsum or 0), int(fbn)
+        w.watermark = max(w.watermark, int(latest_ms) / 1000)
+    for tenant, minute, session, calls, cost in activity["sessions"]:
+        agg = window(tenant).bucket(int(minute))
+        agg.session_calls[session] = int(calls)
+        agg.session_cost[session] = int(Decimal(cost) * 10**12)
+    for tenant, hour, fsum, fn in activity["hours"]:
+        window(tenant).hours[int(hour)] = [float(fsum or 0), int(fn)]
+    return windows

@@ -146,6 +146,7 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) ->
             "group.id": f"reader-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "session.timeout.ms": 6000,  # the embedded broker holds a JoinGroup for half of it
             "log_level": 2,
         }
     )

@@ -4,12 +4,14 @@ import os
 import random
 import subprocess
 import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 
 import orjson
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import event, iso
 from tests.integration.harness import ROOT, consume, produce, wait_for
@@ -162,6 +164,19 @@ def test_events_become_exact_rollups_and_bad_records_reach_the_dlq(
         if dict(m.headers())["llmtel.reason"] == b"invalid_event"
     )
     assert [b"input_tokens" in invalid[0], b"score" in invalid[1]] == [True, True]
+
+    # pipeline health on /metrics
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{worker.web_port}/metrics", timeout=10
+    ) as response:
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.read().decode())
+            for sample in family.samples
+        }
+    assert samples[("llmtel_clickhouse_insert_seconds_count", (("table", "events"),))] >= 1
+    assert samples[("llmtel_events_rejected_total", (("reason", "too_large"),))] == 1
+    assert any(name == "llmtel_consumer_lag" for name, _ in samples)
 
     # the same numbers through the CLI, from "a second terminal", while the worker holds chDB
     env = {**os.environ, **worker.env}

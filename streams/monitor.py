@@ -1,0 +1,413 @@
+"""Budgets, alert rules and degrade modes per tenant, evaluated in event time.
+
+Runs after a batch is stored. For each tenant, in offset order: at every minute boundary of
+event time the tenant crosses, the rules are evaluated (so replaying the same events yields
+the same alerts, whatever the batching), then the event is applied to the budget and to the
+tenant's windows; once more at the end of the batch, at the tenant's watermark. Tenants with
+something active (a pending or firing rule, a spent budget, a degraded mode) are also
+evaluated at their partition's watermark when they go quiet, so alerts resolve and days end.
+
+State that must survive a restart (budget, rule states, degrade reasons, the last applied
+offset) is a ``TenantState``, stored by the worker in a Faust table; windows are rebuilt from
+ClickHouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.events import LlmCall
+from schemas.outputs import Alert, DegradeCommand
+from streams.budget import DAY, EXCEEDED, LEVEL_NAMES, OK, WARNING, BudgetState, day_name, day_of
+from streams.durations import format_duration
+from streams.parse import Accepted
+from streams.policy import Policy
+from streams.pricing import PICO, PriceTable
+from streams.rules import RuleSpec, RuleState, Transition, step
+from streams.windows import TenantWindow
+
+BUDGET_RUNBOOK = "deploy/runbooks/README.md#budgets"
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def recommendation(mode: str, prices: PriceTable, model: str | None = None) -> str:
+    """A concrete instruction for a service entering ``mode``."""
+    if mode == "route_cheaper_model":
+        cheaper = prices.cheapest_with(model) if model else None
+        if cheaper:
+            return f"route {model} to {cheaper} (cheapest model with the same capabilities)"
+        return f"route to a cheaper model; none in the price table has the capabilities of {model or 'the current model'}"
+    return {
+        "reduce_top_k": "reduce RAG top-k and context size to cut input tokens and latency",
+        "safe_answers": "answer only from retrieved sources and abstain otherwise; no free-form generation",
+        "read_only_tools": "allow read-only tools only; require confirmation for any side effect",
+        "block": "reject new LLM calls of this tenant until its budget resets at 00:00 UTC",
+    }[mode]
+
+
+@dataclass(slots=True)
+class TenantState:
+    """What the worker must remember of a tenant across restarts (a Faust table value)."""
+
+    offset: int = -1  # highest Kafka offset applied to this state
+    budget: BudgetState = field(default_factory=BudgetState)
+    budget_alerts: dict[str, str] = field(default_factory=dict)  # rule -> firing alert_id
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    degrade: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # mode -> reason -> recommendation
+    last_eval: int = 0  # last minute boundary evaluated
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rules or self.degrade or self.budget.level > OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "budget": [self.budget.day, self.budget.spend_pico, self.budget.level],
+            "budget_alerts": self.budget_alerts,
+            "rules": {name: s.to_json() for name, s in self.rules.items()},
+            "degrade": self.degrade,
+            "last_eval": self.last_eval,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TenantState:
+        day, spend, level = raw["budget"]
+        return cls(
+            offset=raw["offset"],
+            budget=BudgetState(day, spend, level),
+            budget_alerts=dict(raw["budget_alerts"]),
+            rules={name: RuleState.from_json(s) for name, s in raw["rules"].items()},
+            degrade={mode: dict(reasons) for mode, reasons in raw["degrade"].items()},
+            last_eval=raw["last_eval"],
+        )
+
+
+@dataclass
+class Outputs:
+    """What a batch makes the monitor publish, in order."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    degrades: list[DegradeCommand] = field(default_factory=list)
+    changed: dict[str, TenantState] = field(default_factory=dict)
+    late_events: int = 0
+    # spend newly applied, per partition and minute of event time, for the global rules
+    spend: dict[int, dict[int, int]] = field(default_factory=dict)
+    spend_offsets: dict[int, int] = field(default_factory=dict)
+
+
+class Monitor:
+    """Applies accepted events to tenants' budgets, windows and rules."""
+
+    def __init__(self, policy: Policy, prices: PriceTable) -> None:
+        self.policy = policy
+        self.prices = prices
+        self.rules = [r for r in policy.rule_specs() if r.scope == "tenant"]
+        self.lateness = policy.allowed_lateness
+        self.windows: dict[int, dict[str, TenantWindow]] = {}
+        self.states: dict[str, TenantState] = {}
+        self.partition_of: dict[str, int] = {}
+        self.watermarks: dict[int, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def forget(self) -> None:
+        """After a rebalance: windows are rebuilt and states re-read before the next batch."""
+        self.windows.clear()
+        self.states.clear()
+        self.partition_of.clear()
+        self.watermarks.clear()
+
+    def has_windows(self, partition: int) -> bool:
+        return partition in self.windows
+
+    def load_windows(self, partition: int, windows: dict[str, TenantWindow]) -> None:
+        self.windows[partition] = windows
+        for tenant, window in windows.items():
+            self.partition_of[tenant] = partition
+            self.watermarks[partition] = max(self.watermarks.get(partition, 0.0), window.watermark)
+
+    def state(self, tenant: str, stored: dict[str, Any] | None) -> TenantState:
+        state = self.states.get(tenant)
+        if state is None:
+            state = TenantState.from_json(stored) if stored else TenantState()
+            self.states[tenant] = state
+        return state
+
+    # -- per batch ---------------------------------------------------------------------
+    def apply_batch(
+        self,
+        accepted: list[tuple[int, int, Accepted]],
+        stored_state: Any,
+    ) -> Outputs:
+        """Apply a stored batch: ``accepted`` holds (partition, offset, item) in offset order
+        per partition; ``stored_state(tenant)`` returns a tenant's persisted state or None."""
+        out = Outputs()
+        by_tenant: dict[str, list[tuple[int, Accepted]]] = {}
+        for partition, offset, item in accepted:
+            tenant = item.event.tenant_id
+            if tenant not in by_tenant:
+                by_tenant[tenant] = []
+                self.partition_of[tenant] = partition
+            by_tenant[tenant].append((offset, item))
+        for tenant, items in by_tenant.items():
+            partition = self.partition_of[tenant]
+            state = self.state(tenant, stored_state(tenant))
+            window = self.windows.setdefault(partition, {}).setdefault(tenant, TenantWindow())
+            if self._apply(tenant, partition, state, window, items, out):
+                out.changed[tenant] = state
+                wm = self.watermarks.get(partition, 0.0)
+                self.watermarks[partition] = max(wm, window.watermark)
+        for tenant, state in list(self.states.items()):
+            if tenant in by_tenant or not state.active:
+                continue
+            partition = self.partition_of.get(tenant)
+            watermark = self.watermarks.get(partition, 0.0) if partition is not None else 0.0
+            window = self.windows.get(partition, {}).get(tenant) if partition is not None else None
+            if (
+                window is not None
+                and watermark > window.watermark
+                and self._tick(tenant, state, window, watermark, out)
+            ):
+                out.changed[tenant] = state
+        return out
+
+    def _apply(
+        self,
+        tenant: str,
+        partition: int,
+        state: TenantState,
+        window: TenantWindow,
+        items: list[tuple[int, Accepted]],
+        out: Outputs,
+    ) -> bool:
+        applied = False
+        for offset, item in items:
+            event = item.event
+            ts = event.timestamp.timestamp()
+            if offset > state.offset:
+                boundary = int(ts) // 60 * 60
+                if boundary > state.last_eval:
+                    if state.last_eval:
+                        self._evaluate(tenant, state, window, boundary, out)
+                    state.last_eval = boundary
+                if isinstance(event, LlmCall):
+                    self._spend(tenant, state, ts, item.cost_pico, event.model, out)
+                    minutes = out.spend.setdefault(partition, {})
+                    minute = int(ts) // 60 * 60
+                    minutes[minute] = minutes.get(minute, 0) + item.cost_pico
+                    out.spend_offsets[partition] = max(out.spend_offsets.get(partition, -1), offset)
+                state.offset = offset
+                applied = True
+            if offset > window.offset:
+                if ts >= window.watermark - self.lateness:
+                    window.add(event, item.cost_pico)
+                else:
+                    out.late_events += 1
+                window.offset = offset
+        if applied:
+            self._evaluate(tenant, state, window, window.watermark, out)
+            window.evict()
+        return applied
+
+    def _tick(
+        self, tenant: str, state: TenantState, window: TenantWindow, at: float, out: Outputs
+    ) -> bool:
+        """Evaluate a quiet tenant at its partition's watermark."""
+        if state.budget.level > OK and day_of(at) > state.budget.day:
+            self._close_day(tenant, state, state.budget.day + DAY, out)
+            state.budget = BudgetState(day=day_of(at))
+        self._evaluate(tenant, state, window, at, out)
+        return True
+
+    # -- budgets -----------------------------------------------------------------------
+    def _spend(
+        self, tenant: str, state: TenantState, ts: float, cost_pico: int, model: str, out: Outputs
+    ) -> None:
+        day = day_of(ts)
+        if day > state.budget.day:
+            if state.budget.day:
+                self._close_day(tenant, state, day, out)
+            state.budget = BudgetState(day=day)
+        elif day < state.budget.day:
+            return  # a late call of a day already closed
+        plan_name, plan = self.policy.plan_of(tenant)
+        limit = int(plan.daily_budget_usd * PICO)
+        warn_at = self.policy.budget.warn_at
+        for level in state.budget.add(cost_pico, limit, warn_at):
+            rule = "budget_warning" if level == WARNING else "budget_exceeded"
+            alert_id = f"{rule}:{tenant}:{day_name(day)}"
+            state.budget_alerts[rule] = alert_id
+            threshold = limit * (warn_at if level == WARNING else 1) / PICO
+            out.alerts.append(
+                Alert(
+                    alert_id=alert_id,
+                    rule=rule,
+                    state="firing",
+                    severity="warning" if level == WARNING else "critical",
+                    tenant_id=tenant,
+                    value=state.budget.spend_pico / PICO,
+                    threshold=threshold,
+                    window="1d",
+                    started_at=_dt(ts),
+                    event_time=_dt(ts),
+                    runbook=BUDGET_RUNBOOK,
+                    labels={
+                        "plan": plan_name,
+                        "day": day_name(day),
+                        "budget_usd": str(plan.daily_budget_usd),
+                    },
+                )
+            )
+            if level == EXCEEDED:
+                for mode in self.policy.exceeded_modes(plan):
+                    self._enter(
+                        tenant,
+                        state,
+                        mode,
+                        "budget_exceeded",
+                        recommendation(mode, self.prices, model),
+                        ts,
+                        out,
+                    )
+
+    def _close_day(self, tenant: str, state: TenantState, day_end: float, out: Outputs) -> None:
+        """A new UTC day: resolve the budget alerts and leave the budget's degraded modes."""
+        plan_name, plan = self.policy.plan_of(tenant)
+        limit = int(plan.daily_budget_usd * PICO)
+        for rule, alert_id in sorted(state.budget_alerts.items(), reverse=True):
+            level = WARNING if rule == "budget_warning" else EXCEEDED
+            out.alerts.append(
+                Alert(
+                    alert_id=alert_id,
+                    rule=rule,
+                    state="resolved",
+                    severity="warning" if level == WARNING else "critical",
+                    tenant_id=tenant,
+                    value=state.budget.spend_pico / PICO,
+                    threshold=limit
+                    * (self.policy.budget.warn_at if level == WARNING else 1)
+                    / PICO,
+                    window="1d",
+                    started_at=_dt(state.budget.day),
+                    event_time=_dt(day_end),
+                    runbook=BUDGET_RUNBOOK,
+                    labels={
+                        "plan": plan_name,
+                        "day": day_name(state.budget.day),
+                        "budget_usd": str(plan.daily_budget_usd),
+                    },
+                )
+            )
+        state.budget_alerts.clear()
+        for mode in [m for m, reasons in state.degrade.items() if "budget_exceeded" in reasons]:
+            self._exit(tenant, state, mode, "budget_exceeded", day_end, out)
+
+    def budget_view(self, tenant: str) -> tuple[str, float, float, str]:
+        """(plan, spend USD, limit USD, level) of a tenant's current day."""
+        state = self.states.get(tenant, TenantState())
+        plan_name, plan = self.policy.plan_of(tenant)
+        return (
+            plan_name,
+            state.budget.spend_pico / PICO,
+            float(plan.daily_budget_usd),
+            LEVEL_NAMES[state.budget.level],
+        )
+
+    # -- rules -------------------------------------------------------------------------
+    def _evaluate(
+        self, tenant: str, state: TenantState, window: TenantWindow, at: float, out: Outputs
+    ) -> None:
+        summaries: dict[float, Any] = {}
+        for rule in self.rules:
+            summary = summaries.get(rule.window)
+            if summary is None:
+                summary = summaries[rule.window] = window.summary(at, rule.window)
+            value, samples, labels = summary.measure(rule.metric)
+            new, transition = step(rule, state.rules.get(rule.name), value, samples, at, tenant)
+            if new is None:
+                state.rules.pop(rule.name, None)
+            else:
+                state.rules[rule.name] = new
+            if transition is not None:
+                self._publish(tenant, state, transition, labels, out)
+
+    def _publish(
+        self, tenant: str, state: TenantState, t: Transition, labels: dict[str, str], out: Outputs
+    ) -> None:
+        rule: RuleSpec = t.rule
+        plan_name, _ = self.policy.plan_of(tenant)
+        out.alerts.append(
+            Alert(
+                alert_id=t.alert_id,
+                rule=rule.name,
+                state=t.state,
+                severity=rule.severity,  # type: ignore[arg-type]
+                tenant_id=tenant,
+                value=t.value,
+                threshold=rule.threshold,
+                window=format_duration(rule.window),
+                started_at=_dt(t.started_at),
+                event_time=_dt(t.at),
+                runbook=rule.runbook,
+                labels={"plan": plan_name, **labels},
+            )
+        )
+        for mode in rule.degrade:
+            if t.state == "firing":
+                self._enter(
+                    tenant, state, mode, rule.name, recommendation(mode, self.prices), t.at, out
+                )
+            else:
+                self._exit(tenant, state, mode, rule.name, t.at, out)
+
+    # -- degraded modes ----------------------------------------------------------------
+    def _enter(
+        self,
+        tenant: str,
+        state: TenantState,
+        mode: str,
+        reason: str,
+        advice: str,
+        at: float,
+        out: Outputs,
+    ) -> None:
+        reasons = state.degrade.setdefault(mode, {})
+        if not reasons:
+            out.degrades.append(
+                DegradeCommand(
+                    tenant_id=tenant,
+                    mode=mode,
+                    state="enter",
+                    reason=reason,
+                    recommendation=advice,
+                    event_time=_dt(at),  # type: ignore[arg-type]
+                )
+            )
+        reasons[reason] = advice
+
+    def _exit(
+        self, tenant: str, state: TenantState, mode: str, reason: str, at: float, out: Outputs
+    ) -> None:
+        reasons = state.degrade.get(mode)
+        if not reasons or reason not in reasons:
+            return
+        advice = reasons.pop(reason)
+        if not reasons:
+            del state.degrade[mode]
+            out.degrades.append(
+                DegradeCommand(
+                    tenant_id=tenant,
+                    mode=mode,
+                    state="exit",
+                    reason=reason,
+                    recommendation=advice,
+                    event_time=_dt(at),  # type: ignore[arg-type]
+                )
+            )
