@@ -84,3 +84,21 @@ def test_durations(text, seconds):
 def test_bad_durations_are_refused(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_every_rule_links_a_runbook_that_exists():
+    from pathlib import Path
+
+    from streams.monitor import BUDGET_RUNBOOK
+
+    root = Path(__file__).resolve().parents[2]
+    for link in [r.runbook for r in DEFAULT_RULES.values()] + [BUDGET_RUNBOOK]:
+        path, _, anchor = link.partition("#")
+        text = (root / path).read_text()
+        if anchor:
+            headings = {
+                line.lstrip("#").strip().lower().replace(" ", "-")
+                for line in text.splitlines()
+                if line.startswith("#")
+            }
+            assert anchor in headings, link
