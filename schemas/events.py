@@ -10,6 +10,8 @@ names are accepted as aliases where they exist.
 from __future__ import annotations
 
 import math
+import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -56,10 +58,25 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+COST_PATTERN = r"^\d+(\.\d+)?([eE][+-]?\d+)?$"
+_COST_TEXT = re.compile(COST_PATTERN, re.ASCII)
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", re.ASCII)
+
+
+def _iso_date_time(value: Any) -> Any:
+    # pydantic also reads Unix times (numbers, digit strings) as UTC; the wire format is ISO 8601
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        return value
+    raise ValueError("must be an ISO 8601 date-time with a zone, e.g. 2026-11-22T10:00:00Z")
+
+
 def _to_decimal(value: Any) -> Decimal:
     """Read a cost given as a JSON number or a decimal string, exactly as written."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("must be a number or a decimal string")
+    if isinstance(value, str) and not _COST_TEXT.fullmatch(value):
+        # Decimal() alone would also take " 1", "+1", "1_000", "-0" and non-ASCII digits
+        raise ValueError("is not a decimal string of ASCII digits, e.g. 0.0123 or 1.5E-7")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("must be finite")
@@ -83,7 +100,7 @@ CostUsd = Annotated[
         {
             "anyOf": [
                 {"type": "number", "minimum": 0, "maximum": float(MAX_COST_USD)},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+                {"type": "string", "pattern": COST_PATTERN},
             ],
             "description": "USD; a decimal string keeps every digit exactly",
         }
@@ -97,7 +114,9 @@ class EventBase(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     event_id: Id = Field(description="Unique per event; a resent event keeps its id")
-    timestamp: AwareDatetime = Field(description="Event time, ISO 8601 with a zone")
+    timestamp: Annotated[AwareDatetime, BeforeValidator(_iso_date_time)] = Field(
+        description="Event time, ISO 8601 with a zone"
+    )
     tenant_id: Name = Field(description="The customer; also the Kafka record key")
     trace_id: OptionalId = None
     span_id: OptionalId = None

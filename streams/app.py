@@ -112,6 +112,8 @@ def create_app(runtime: Runtime) -> faust.App:
         broker_heartbeat_interval=max(0.5, s.session_timeout / 5),
         broker_request_timeout=max(30.0, s.session_timeout * 3),
         consumer_auto_offset_reset="earliest",
+        # a refused record goes to the DLQ whole, with headers: leave room above the limit
+        producer_max_request_size=s.max_record_bytes + 1_048_576,
         topic_partitions=s.partitions,
     )
     events_topic = app.topic(

@@ -6,6 +6,7 @@ as a ``Rejection`` with a reason code and a message naming the field, and goes t
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -97,8 +98,7 @@ def parse_record(
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        reason = NOT_UTF8 if "UTF-8" in str(exc) else NOT_JSON
-        return [], [Rejection(None, reason, str(exc)[:300], raw)]
+        return [], [Rejection(None, _undecodable(raw), str(exc)[:300], raw)]
     if isinstance(doc, dict):
         elements: list[Any] = [doc]
         single = True
@@ -111,18 +111,63 @@ def parse_record(
         kind = type(doc).__name__
         return [], [Rejection(None, NOT_AN_OBJECT, f"expected an object or array, got {kind}", raw)]
 
-    tenant_key = key.decode("utf-8", "replace") if key else ""
+    # surrogateescape: a key that is not UTF-8 equals no tenant_id ("replace" made b"\xff" "\ufffd")
+    tenant_key = key.decode("utf-8", "surrogateescape") if key else ""
     accepted: list[Accepted] = []
     rejected: list[Rejection] = []
+    written: list[bytes] | None = None
     for index, element in enumerate(elements):
         result = _parse_element(element, tenant_key, prices, limits, now)
         if isinstance(result, Accepted):
             accepted.append(result._replace(index=index))
         else:
             reason, detail = result
-            payload = raw if single else orjson.dumps(element)
+            payload = raw
+            if not single:
+                try:
+                    payload = orjson.dumps(element)
+                except orjson.JSONEncodeError:  # nested deeper than orjson encodes (254 levels)
+                    written = written or _elements_as_written(raw)
+                    payload = written[index]
             rejected.append(Rejection(None if single else index, reason, detail, payload))
     return accepted, rejected
+
+
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
+
+
+def _elements_as_written(raw: bytes) -> list[bytes]:
+    """The bytes of each element of ``raw``, a valid JSON array, as written (no recursion)."""
+    elements: list[bytes] = []
+    depth = start = 0
+    for token in _JSON_TOKEN.finditer(raw):  # strings are skipped whole, with their brackets
+        char = raw[token.start()]
+        if char in b"[{":
+            depth += 1
+            if depth == 1:
+                start = token.end()
+        elif char in b",]}":
+            if depth == 1:
+                elements.append(raw[start : token.start()].strip())
+                start = token.end()
+            if char != ord(","):
+                depth -= 1
+    return elements
+
+
+def _undecodable(raw: bytes) -> str:
+    """Why orjson refused ``raw``: not UTF-8 at all, or UTF-8 but not JSON (a BOM, say)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8
+    return NOT_JSON
+
+
+def _shown(value: Any, limit: int = 100) -> str:
+    """A producer's value in a message (a Kafka header): its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
 def _parse_element(
@@ -134,7 +179,7 @@ def _parse_element(
     if event_type not in EVENT_TYPES:
         return (
             UNKNOWN_EVENT_TYPE,
-            f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}",
+            f"event_type {_shown(event_type)} is not one of {', '.join(EVENT_TYPES)}",
         )
     try:
         event = EVENT_ADAPTER.validate_python(element)
@@ -154,7 +199,10 @@ def _parse_element(
     if not tenant_key:
         return MISSING_KEY, "the record has no key; key each record by its tenant_id"
     if tenant_key != event.tenant_id:
-        return KEY_MISMATCH, f"record key {tenant_key!r} differs from tenant_id {event.tenant_id!r}"
+        return (
+            KEY_MISMATCH,
+            f"record key {_shown(tenant_key)} differs from tenant_id {event.tenant_id!r}",
+        )
     if limits.allowed_tenants is not None and event.tenant_id not in limits.allowed_tenants:
         return UNKNOWN_TENANT, f"tenant {event.tenant_id!r} is not in the policy's allow-list"
     if isinstance(event, LlmCall):
