@@ -11,7 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DegradeMode = Literal[
-    "route_cheaper_model", "reduce_top_k", "safe_answers", "read_only_tools", "block"
+    "route_cheaper_model",
+    "reduce_top_k",
+    "safe_answers",
+    "read_only_tools",
+    "strict_output",
+    "block",
 ]
 DEGRADE_MODES: tuple[str, ...] = DegradeMode.__args__  # type: ignore[attr-defined]
 

@@ -225,6 +225,70 @@ class ClickHouseSink:
         )[2]
         return {"minutes": minutes, "sessions": sessions, "hours": hours}
 
+    def sli_rows(
+        self,
+        partitions: Sequence[int],
+        *,
+        evaluation_window: float,
+        burn_windows: Sequence[int],
+        budget_window: float,
+        exclude_provider_errors: bool,
+        maintenance: Sequence[tuple[Any, Any, Sequence[str] | None]],
+    ) -> list[tuple]:
+        """Per tenant of ``partitions``, what the SLIs are computed from; every window ends
+        at the tenant's newest event. Events inside a maintenance window are left out."""
+        params: dict[str, Any] = {"partitions": list(partitions)}
+        calls = "event_type = 'llm_call'" + (
+            " AND status != 'provider_error'" if exclude_provider_errors else ""
+        )
+        skip = []
+        for i, (start, end, tenants) in enumerate(maintenance):
+            params[f"m{i}s"], params[f"m{i}e"] = start, end
+            clause = (
+                f"(ts >= {{m{i}s:DateTime64(3, 'UTC')}} AND ts < {{m{i}e:DateTime64(3, 'UTC')}}"
+            )
+            if tenants:
+                params[f"m{i}t"] = list(tenants)
+                clause += f" AND tenant_id IN {{m{i}t:Array(String)}}"
+            skip.append(clause + ")")
+        not_skipped = f"NOT ({' OR '.join(skip)})" if skip else "1"
+
+        def within(seconds: float) -> str:
+            return f"ts > l.latest - toIntervalMillisecond({int(seconds * 1000)})"
+
+        e = within(evaluation_window)
+        burn = ",\n".join(
+            f"countIf({calls} AND {within(w)}), countIf({calls} AND {within(w)} AND status != 'ok')"
+            for w in burn_windows
+        )
+        sql = f"""
+            SELECT tenant_id, toUnixTimestamp64Milli(any(l.latest)),
+                countIf({calls} AND {e}),
+                countIf({calls} AND {e} AND status = 'ok'),
+                quantileExactIf(0.95)(ifNull(latency_ms, 0), {calls} AND {e} AND latency_ms IS NOT NULL),
+                countIf({calls} AND {e} AND latency_ms IS NOT NULL),
+                countIf({calls} AND {e} AND json_valid IS NOT NULL),
+                countIf({calls} AND {e} AND json_valid = true),
+                sumIf(ifNull(score, 0), event_type = 'evaluation' AND eval_name = 'groundedness' AND {e}),
+                countIf(event_type = 'evaluation' AND eval_name = 'groundedness' AND {e}),
+                countIf({calls} AND {e} AND abstained),
+                countIf(event_type = 'tool_call' AND {e}),
+                countIf(event_type = 'tool_call' AND {e} AND status = 'ok'),
+                quantileExactIf(0.95)(toFloat64(cost_usd), {calls} AND {e}),
+                topKIf(1)(model, {calls} AND {e}),
+                {burn},
+                countIf({calls}),
+                countIf({calls} AND status != 'ok')
+            FROM events
+            INNER JOIN (
+                SELECT tenant_id AS t, max(ts) AS latest FROM events
+                WHERE kafka_partition IN {{partitions:Array(UInt16)}} GROUP BY tenant_id
+            ) AS l ON events.tenant_id = l.t
+            WHERE kafka_partition IN {{partitions:Array(UInt16)}}
+              AND {within(budget_window)} AND {not_skipped}
+            GROUP BY tenant_id"""
+        return self.query(sql, params)[2]
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -93,6 +93,24 @@ DEGRADE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("event_time", "DateTime64(3, 'UTC')"),
 )
 
+SLA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ts", "DateTime64(3, 'UTC')"),
+    ("window_end", "DateTime64(3, 'UTC')"),
+    ("tenant_id", "LowCardinality(String)"),
+    ("tier", "LowCardinality(String)"),
+    ("availability", "Nullable(Float64)"),
+    ("p95_latency_ms", "Nullable(Float64)"),
+    ("json_valid_rate", "Nullable(Float64)"),
+    ("groundedness", "Nullable(Float64)"),
+    ("cost_p95_usd", "Nullable(Float64)"),
+    ("abstention_rate", "Nullable(Float64)"),
+    ("tool_success_rate", "Nullable(Float64)"),
+    ("calls", "UInt64"),
+    ("error_budget_remaining", "Float64"),
+    ("degraded_mode", "LowCardinality(String)"),
+    ("breaches", "Array(LowCardinality(String))"),
+)
+
 
 def _columns(columns: tuple[tuple[str, str], ...]) -> str:
     return ",\n    ".join(f"`{name}` {kind}" for name, kind in columns)
@@ -129,4 +147,10 @@ TTL toDateTime(event_time) + INTERVAL {rollups_ttl_days} DAY""",
 ) ENGINE = ReplacingMergeTree
 ORDER BY (tenant_id, mode, state, event_time, reason)
 TTL toDateTime(event_time) + INTERVAL {rollups_ttl_days} DAY""",
+        f"""CREATE TABLE IF NOT EXISTS sla_snapshots (
+    {_columns(SLA_COLUMNS)}
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (tenant_id, ts)
+TTL toDateTime(ts) + INTERVAL {rollups_ttl_days} DAY""",
     ]

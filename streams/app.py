@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.outputs import Alert, DegradeCommand
 from sinks.clickhouse import ClickHouseSink
-from sinks.ddl import ALERTS_COLUMNS, DEGRADE_COLUMNS
+from sinks.ddl import ALERTS_COLUMNS, DEGRADE_COLUMNS, SLA_COLUMNS
 from sinks.errors import StoreBusy
 from streams.global_rules import GlobalState
 from streams.metrics import Metrics
@@ -25,11 +26,13 @@ from streams.pipeline import BatchProcessor, SourceRecord
 from streams.policy import Policy
 from streams.pricing import PriceTable
 from streams.settings import Settings
+from streams.slo import BURN_WINDOWS, SloEvaluator, sli_row
 from streams.web import add_metrics_view, add_query_view
 from streams.windows import windows_from_activity
 
 ALERT_COLUMN_NAMES = tuple(name for name, _ in ALERTS_COLUMNS)
 DEGRADE_COLUMN_NAMES = tuple(name for name, _ in DEGRADE_COLUMNS)
+SLA_COLUMN_NAMES = tuple(name for name, _ in SLA_COLUMNS)
 
 
 def alert_row(alert: Alert) -> tuple[Any, ...]:
@@ -65,6 +68,7 @@ class Runtime:
             on_insert=self.metrics.observe_insert,
         )
         self.monitor = Monitor(policy, self.prices)
+        self.slo = SloEvaluator(policy, self.prices)
         self.limits = ParseLimits(
             max_record_bytes=settings.max_record_bytes,
             max_event_age=timedelta(days=settings.max_event_age_days),
@@ -256,6 +260,50 @@ def create_app(runtime: Runtime) -> faust.App:
                 f"{d['partition']}:{d['offset']}" for d in message["deltas"]
             )
             await publish(Outputs(alerts=alerts), token)
+
+    slo = runtime.policy.slo
+
+    @app.timer(interval=slo.interval)
+    async def sla_watchdog() -> None:
+        """Every ``slo.interval``: SLIs of this worker's tenants against their tiers."""
+        try:
+            await check_slas()
+        except Exception:
+            # ingestion goes on; the next run tries again
+            log.exception("the SLA watchdog failed")
+
+    async def check_slas() -> None:
+        partitions = sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == s.events_topic
+        )
+        if not partitions:
+            return
+        query = functools.partial(
+            runtime.sink.sli_rows,
+            partitions,
+            evaluation_window=slo.evaluation_window,
+            burn_windows=BURN_WINDOWS,
+            budget_window=slo.budget_window,
+            exclude_provider_errors=slo.exclude_provider_errors,
+            maintenance=[(m.start, m.end, m.tenants) for m in slo.maintenance],
+        )
+        rows = await processor.store(query)
+        now = datetime.now(UTC)
+        out, snapshots = runtime.slo.evaluate(
+            [sli_row(r) for r in rows], lambda t: monitor.state(t, tenant_state.get(t)), now
+        )
+        for tenant, state in out.changed.items():
+            tenant_state[tenant] = state.to_json()
+        await publish(out, f"sla|{now.isoformat()}|{partitions}")
+        if snapshots:
+            columns = [[getattr(snap, name) for snap in snapshots] for name in SLA_COLUMN_NAMES]
+            await processor.store(
+                runtime.sink.insert,
+                "sla_snapshots",
+                SLA_COLUMN_NAMES,
+                columns,
+                f"sla|{now.isoformat()}|{partitions}",
+            )
 
     def observe_lag(records: list[SourceRecord]) -> None:
         last: dict[int, int] = {}

@@ -19,6 +19,7 @@ import orjson
 
 from schemas import alert_json_schema, degrade_json_schema, event_json_schema
 from schemas.errors import LlmtelError
+from streams.errors import ConfigError
 from streams.settings import Settings, load_settings
 
 
@@ -322,6 +323,25 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_sla(settings: Settings, args: argparse.Namespace) -> int:
+    """Print each tenant's SLIs over --since against its tier, and its error budget left."""
+    from streams.durations import parse_duration
+    from streams.policy import load_policy
+    from streams.sla_report import COLUMNS, compliance_rows, compliance_sql
+
+    policy = load_policy(settings.policy)
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    sql = compliance_sql(
+        since, policy.slo.budget_window, args.tenant, policy.slo.exclude_provider_errors
+    )
+    _, _, rows = run_query(settings, sql)
+    print_result(COLUMNS, compliance_rows(policy, rows), args.format)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmtel", description="Real-time telemetry for LLM applications."
@@ -348,10 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="SECONDS", help="exit after SECONDS without a record"
     )
     a.add_argument("--tenant", help="only this tenant's records")
+    sla = sub.add_parser(
+        "sla", help="SLO compliance per tenant: each SLI, its target, met or not, error budget left"
+    )
+    sla.add_argument("--tenant", help="only this tenant")
+    sla.add_argument(
+        "--since", default="7d", help="period of the SLIs, e.g. 30m, 24h, 7d (default 7d)"
+    )
+    sla.add_argument("--format", choices=["table", "csv", "json"], default="table")
     return parser
 
 
 COMMANDS = {
+    "sla": cmd_sla,
     "alerts": cmd_alerts,
     "up": cmd_up,
     "broker": cmd_broker,

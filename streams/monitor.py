@@ -46,6 +46,7 @@ def recommendation(mode: str, prices: PriceTable, model: str | None = None) -> s
         "reduce_top_k": "reduce RAG top-k and context size to cut input tokens and latency",
         "safe_answers": "answer only from retrieved sources and abstain otherwise; no free-form generation",
         "read_only_tools": "allow read-only tools only; require confirmation for any side effect",
+        "strict_output": "use strict structured output (JSON schema mode) or a model with json_mode",
         "block": "reject new LLM calls of this tenant until its budget resets at 00:00 UTC",
     }[mode]
 

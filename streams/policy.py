@@ -6,6 +6,7 @@ has documented defaults, so an empty file (or none) is a valid policy.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,6 +58,7 @@ class PlanSpec(_Strict):
 
 class TenantSpec(_Strict):
     plan: str | None = None
+    tier: str | None = None
 
 
 class BudgetSpec(_Strict):
@@ -85,6 +87,106 @@ class MetricsSpec(_Strict):
     max_tenants: int = Field(1000, ge=1)
 
 
+class TierSpec(_Strict):
+    """What a tier promises: SLI targets over the SLO evaluation window."""
+
+    availability: float = Field(gt=0, lt=1)
+    p95_latency_ms: float = Field(gt=0)
+    json_valid: float = Field(gt=0, le=1)
+    groundedness: float = Field(gt=0, le=1)
+    cost_p95_usd: float = Field(gt=0)
+
+
+class MaintenanceWindow(_Strict):
+    """A time range left out of the SLIs (for the listed tenants, or all)."""
+
+    start: datetime
+    end: datetime
+    tenants: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a time zone, e.g. 2026-11-22T02:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+DEFAULT_TIERS = {
+    "bronze": TierSpec(
+        availability=0.99,
+        p95_latency_ms=1800,
+        json_valid=0.95,
+        groundedness=0.70,
+        cost_p95_usd=0.012,
+    ),
+    "silver": TierSpec(
+        availability=0.995,
+        p95_latency_ms=1200,
+        json_valid=0.97,
+        groundedness=0.78,
+        cost_p95_usd=0.010,
+    ),
+    "gold": TierSpec(
+        availability=0.999,
+        p95_latency_ms=800,
+        json_valid=0.99,
+        groundedness=0.85,
+        cost_p95_usd=0.008,
+    ),
+}
+SLIS = ("availability", "latency", "json_valid", "groundedness", "cost")
+
+
+class SloSpec(_Strict):
+    """Service levels per tier, the SLA watchdog, error budgets and burn-rate alerts."""
+
+    tiers: dict[str, TierSpec] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    default_tier: str = "bronze"
+    plan_tiers: dict[str, str] = Field(
+        default_factory=lambda: {"starter": "bronze", "pro": "silver", "enterprise": "gold"}
+    )
+    interval: Duration = Field(300.0, ge=1, description="how often the SLA watchdog runs")
+    evaluation_window: Duration = Field(
+        1800.0, gt=0, description="window of the SLIs checked against targets"
+    )
+    budget_window: Duration = Field(
+        30 * 86400.0, gt=0, description="rolling window of the error budget"
+    )
+    min_samples: int = Field(20, ge=1, description="fewer samples of an SLI: no verdict")
+    hysteresis: float = Field(0.1, ge=0, lt=1)
+    exclude_provider_errors: bool = Field(
+        False, description="provider outages do not count against availability"
+    )
+    exclude_tenants: list[str] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    degrade: dict[str, list[DegradeMode]] = Field(
+        default_factory=lambda: {
+            "latency": ["route_cheaper_model", "reduce_top_k"],
+            "json_valid": ["strict_output"],
+            "groundedness": ["safe_answers"],
+            "cost": ["route_cheaper_model"],
+            "availability": [],
+        }
+    )
+
+    @model_validator(mode="after")
+    def _tiers_exist(self) -> SloSpec:
+        names = set(self.tiers)
+        pairs = [
+            ("default_tier", self.default_tier),
+            *((f"plan_tiers.{p}", t) for p, t in self.plan_tiers.items()),
+        ]
+        for where, tier in pairs:
+            if tier not in names:
+                raise ValueError(f"{where}: tier {tier!r} is not one of {sorted(names)}")
+        unknown = set(self.degrade) - set(SLIS)
+        if unknown:
+            raise ValueError(f"degrade: unknown SLIs {sorted(unknown)}; known: {', '.join(SLIS)}")
+        return self
+
+
 DEFAULT_PLANS = {
     "starter": PlanSpec(daily_budget_usd=Decimal(5)),
     "pro": PlanSpec(daily_budget_usd=Decimal(50)),
@@ -108,6 +210,7 @@ class Policy(_Strict):
     rules: dict[str, RuleOverride] = Field(default_factory=dict)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    slo: SloSpec = Field(default_factory=SloSpec)
 
     @field_validator("prices")
     @classmethod
@@ -137,7 +240,19 @@ class Policy(_Strict):
                 raise ValueError(
                     f"tenants.{tenant}.plan {spec.plan!r} is not one of plans: {sorted(self.plans)}"
                 )
+            if spec.tier is not None and spec.tier not in self.slo.tiers:
+                raise ValueError(
+                    f"tenants.{tenant}.tier {spec.tier!r} is not one of slo.tiers: {sorted(self.slo.tiers)}"
+                )
         return self
+
+    def tier_of(self, tenant_id: str) -> tuple[str, TierSpec]:
+        """The tenant's SLO tier: its own, else its plan's, else the default."""
+        spec = self.tenants.get(tenant_id)
+        name = spec.tier if spec and spec.tier else None
+        if name is None:
+            name = self.slo.plan_tiers.get(self.plan_of(tenant_id)[0], self.slo.default_tier)
+        return name, self.slo.tiers[name]
 
     def allowed_tenants(self) -> frozenset[str] | None:
         """The tenant allow-list, or None when every tenant is accepted."""
