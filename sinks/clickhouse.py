@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from sinks import failpoints
 from sinks.ddl import create_statements
 from sinks.errors import SinkConfigError, SinkError, StoreBusy
 
@@ -125,6 +126,7 @@ class ClickHouseSink:
             settings["async_insert"] = 0
         started = time.perf_counter()
         ok = False
+        failpoints.before_insert(table)
         try:
             self.client.insert(
                 table,
@@ -134,6 +136,7 @@ class ClickHouseSink:
                 settings=settings,
             )
             ok = True
+            failpoints.after_insert(table)
         except ClickHouseError as exc:
             raise _failure(f"insert into {table} failed", exc) from exc
         finally:

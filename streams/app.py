@@ -27,7 +27,7 @@ from streams.policy import Policy
 from streams.pricing import PriceTable
 from streams.settings import Settings
 from streams.slo import BURN_WINDOWS, SloEvaluator, sli_row
-from streams.web import add_metrics_view, add_query_view
+from streams.web import add_metrics_view, add_query_view, add_status_view
 from streams.windows import windows_from_activity
 
 ALERT_COLUMN_NAMES = tuple(name for name, _ in ALERTS_COLUMNS)
@@ -305,6 +305,9 @@ def create_app(runtime: Runtime) -> faust.App:
                 f"sla|{now.isoformat()}|{partitions}",
             )
 
+    lags: dict[int, int] = {}
+    throughput: list[tuple[float, int]] = []  # (wall time, records consumed so far)
+
     def observe_lag(records: list[SourceRecord]) -> None:
         last: dict[int, int] = {}
         for r in records:
@@ -312,7 +315,74 @@ def create_app(runtime: Runtime) -> faust.App:
         for partition, offset in last.items():
             highwater = app.consumer.highwater(TP(s.events_topic, partition))
             if highwater is not None:
-                runtime.metrics.set_lag(partition, max(0, highwater - offset - 1))
+                lags[partition] = max(0, highwater - offset - 1)
+                runtime.metrics.set_lag(partition, lags[partition])
+        consumed = (throughput[-1][1] if throughput else 0) + len(records)
+        throughput.append((time.time(), consumed))
+        del throughput[:-120]
+
+    async def status() -> dict[str, Any]:
+        """This worker's tenants: budgets, firing alerts, degraded modes, SLOs, throughput."""
+        tenants, firing = [], []
+        for tenant, state in sorted(monitor.states.items()):
+            plan, spend, limit, level = monitor.budget_view(tenant)
+            tier, _ = runtime.policy.tier_of(tenant)
+            degraded = {mode: sorted(reasons) for mode, reasons in state.degrade.items()}
+            tenants.append(
+                {
+                    "tenant_id": tenant,
+                    "plan": plan,
+                    "tier": tier,
+                    "spend_usd": spend,
+                    "budget_usd": limit,
+                    "level": level,
+                    "degraded": degraded,
+                }
+            )
+            for rule, alert_id in state.budget_alerts.items():
+                firing.append({"tenant_id": tenant, "rule": rule, "alert_id": alert_id})
+            for key, rule_state in state.rules.items():
+                if rule_state.status == "firing":
+                    firing.append(
+                        {
+                            "tenant_id": tenant,
+                            "rule": key.split(":")[0],
+                            "alert_id": rule_state.alert_id,
+                            "since": rule_state.since,
+                        }
+                    )
+        slo_rows = await processor.store(
+            runtime.sink.query,
+            "SELECT tenant_id, argMax(tier, ts), argMax(availability, ts), argMax(p95_latency_ms, ts), "
+            "argMax(json_valid_rate, ts), argMax(groundedness, ts), argMax(cost_p95_usd, ts), "
+            "argMax(error_budget_remaining, ts), argMax(breaches, ts), max(ts) FROM sla_snapshots "
+            "WHERE ts >= now() - INTERVAL 1 DAY GROUP BY tenant_id ORDER BY tenant_id",
+        )
+        names = [
+            "tenant_id",
+            "tier",
+            "availability",
+            "p95_latency_ms",
+            "json_valid_rate",
+            "groundedness",
+            "cost_p95_usd",
+            "error_budget_remaining",
+            "breaches",
+            "ts",
+        ]
+        rate = 0.0
+        if len(throughput) >= 2 and throughput[-1][0] > throughput[0][0]:
+            rate = (throughput[-1][1] - throughput[0][1]) / (throughput[-1][0] - throughput[0][0])
+        return {
+            "tenants": tenants,
+            "alerts_firing": firing,
+            "slo": [dict(zip(names, row, strict=True)) for row in slo_rows[2]],
+            "throughput": {
+                "events_consumed": throughput[-1][1] if throughput else 0,
+                "events_per_s": rate,
+            },
+            "lag": {str(p): lag for p, lag in sorted(lags.items())},
+        }
 
     async def consume(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(s.batch_max, within=s.batch_within):
@@ -340,6 +410,7 @@ def create_app(runtime: Runtime) -> faust.App:
         return await runtime.sink_call(runtime.sink.query, sql)
 
     add_metrics_view(app, runtime.registry)
+    add_status_view(app, status)
     if runtime.sink.embedded:
         # chDB admits one process: `llmtel query` elsewhere reaches the store through here.
         # A ClickHouse server is queried directly, so its workers expose no SQL endpoint.

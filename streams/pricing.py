@@ -37,6 +37,7 @@ class ModelPrice(NamedTuple):
     cached_input: int
     output: int
     capabilities: frozenset[str]
+    retired: bool = False  # still priced, never recommended
 
     def cost(self, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> int:
         """Exact cost of one call in pico-USD (cached tokens are part of input_tokens)."""
@@ -75,7 +76,7 @@ def _model_price(name: str, raw: Mapping[str, Any], where: str) -> ModelPrice:
     for key in ("input", "output"):
         if key not in raw:
             raise ConfigError(f"{where}.{name}.{key}: required")
-    unknown = set(raw) - {"input", "cached_input", "output", "provider", "capabilities"}
+    unknown = set(raw) - {"input", "cached_input", "output", "provider", "capabilities", "retired"}
     if unknown:
         raise ConfigError(f"{where}.{name}: unknown fields {sorted(unknown)}")
     input_price = _per_token_pico(raw["input"], f"{where}.{name}.input")
@@ -89,6 +90,7 @@ def _model_price(name: str, raw: Mapping[str, Any], where: str) -> ModelPrice:
         cached_input=_per_token_pico(cached, f"{where}.{name}.cached_input"),
         output=_per_token_pico(raw["output"], f"{where}.{name}.output"),
         capabilities=frozenset(caps),
+        retired=bool(raw.get("retired", False)),
     )
 
 
@@ -156,7 +158,7 @@ class PriceTable:
         candidates = [
             (typical(p), name)
             for name, p in self.models.items()
-            if needed <= p.capabilities and p.provider != "local"
+            if needed <= p.capabilities and p.provider != "local" and not p.retired
         ]
         if not candidates:
             return None

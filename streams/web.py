@@ -57,3 +57,16 @@ def add_metrics_view(app: faust.App, registry: CollectorRegistry) -> None:
             return self.bytes(
                 generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
             )
+
+
+StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def add_status_view(app: faust.App, status: StatusSource) -> None:
+    """Serve ``GET /api/status``: what the live dashboard shows, as JSON."""
+
+    @app.page("/api/status")
+    class StatusView(View):
+        async def get(self, request: Request) -> Response:
+            body = orjson.dumps(await status(), default=str, option=orjson.OPT_NON_STR_KEYS)
+            return self.bytes(body, content_type="application/json")

@@ -1,12 +1,16 @@
 """Budgets and rules through the real broker and real worker processes."""
 
+import os
+import subprocess
+import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from schemas import Alert, DegradeCommand
 from tests.factories import event, iso
-from tests.integration.harness import consume, produce, wait_for
+from tests.integration.harness import ROOT, consume, produce, wait_for
 
 # Yesterday 10:00 UTC: far from a day boundary, well inside the accepted event age.
 BASE = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -111,6 +115,32 @@ def test_starter_tenant_crossing_4_then_5_dollars_and_a_clean_tenant(
     assert worker.query("SELECT tenant_id, mode, state FROM degrade_events FINAL") == [
         ["shop", "route_cheaper_model", "enter"]
     ]
+
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{worker.web_port}/api/status", timeout=30
+    ) as response:
+        status = orjson.loads(response.read())
+    shop = next(t for t in status["tenants"] if t["tenant_id"] == "shop")
+    assert (shop["plan"], shop["level"], shop["budget_usd"]) == ("starter", "exceeded", 5.0)
+    assert shop["degraded"] == {"route_cheaper_model": ["budget_exceeded"]}
+    assert shop["spend_usd"] == 5.6
+    firing = {(a["tenant_id"], a["rule"]) for a in status["alerts_firing"]}
+    assert firing == {("shop", "budget_warning"), ("shop", "budget_exceeded")}
+    assert status["throughput"]["events_consumed"] >= 188
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "alerts", "--from-beginning", "--idle-exit", "3"],
+        env={**os.environ, **worker.env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    assert len(printed) == 3, printed  # the two topics interleave: no order between them
+    assert any("FIRING" in x and "budget_warning" in x and "tenant=shop" in x for x in printed)
+    assert any("FIRING" in x and "budget_exceeded" in x for x in printed)
+    assert any("DEGRADE" in x and "route_cheaper_model" in x for x in printed)
 
 
 def test_budget_state_is_kept_across_a_worker_restart(bootstrap, start_worker, tmp_path):

@@ -85,3 +85,10 @@ def test_cheapest_model_keeps_the_capabilities_of_the_current_one(prices):
     assert cheaper is not None
     assert current.capabilities <= cheaper.capabilities
     assert 3 * cheaper.input + cheaper.output < 3 * current.input + current.output
+
+
+def test_retired_models_are_priced_but_never_recommended(prices):
+    retired = {name for name, p in prices.models.items() if p.retired}
+    assert "gemini-1.5-flash" in retired and prices.lookup("gemini-1.5-flash").input > 0
+    for name in prices.models:
+        assert prices.cheapest_with(name) not in retired
