@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 def wait_for(
-    check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3, what: str = ""
+    check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.3, what: str = ""
 ) -> Any:
     """Poll ``check`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
