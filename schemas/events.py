@@ -161,6 +161,16 @@ class LlmCall(EventBase):
     json_valid: StrictBool | None = None
     cache: Literal["none", "exact", "semantic"] = "none"
     abstained: StrictBool = False
+    prompt: Annotated[str, StringConstraints(strict=True, max_length=200_000)] | None = Field(
+        None,
+        validation_alias=AliasChoices("prompt", "gen_ai.prompt", "gen_ai.input.messages"),
+        description="Stored (redacted) only when the policy enables content storage",
+    )
+    completion: Annotated[str, StringConstraints(strict=True, max_length=200_000)] | None = Field(
+        None,
+        validation_alias=AliasChoices("completion", "gen_ai.completion", "gen_ai.output.messages"),
+        description="Stored (redacted) only when the policy enables content storage",
+    )
 
     @model_validator(mode="after")
     def _cached_within_input(self) -> LlmCall:

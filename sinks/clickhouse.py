@@ -53,6 +53,7 @@ class ClickHouseSink:
         events_ttl_days: int = 90,
         rollups_ttl_days: int = 400,
         on_insert: Callable[[str, float, bool], None] | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         """``on_insert(table, seconds, ok)`` is called after every insert attempt."""
         scheme = urlsplit(dsn).scheme
@@ -65,6 +66,7 @@ class ClickHouseSink:
         self._ttl = (events_ttl_days, rollups_ttl_days)
         self._client: Any = None
         self._on_insert = on_insert
+        self._tls = tls or {}  # ca_cert / verify, for https DSNs
 
     @property
     def client(self) -> Any:
@@ -81,7 +83,9 @@ class ClickHouseSink:
             database = urlsplit(self.dsn).path.strip("/")
             if database:
                 self._create_database(database)
-            return clickhouse_connect.get_client(dsn=self.dsn, autogenerate_session_id=False)
+            return clickhouse_connect.get_client(
+                dsn=self.dsn, autogenerate_session_id=False, **self._tls
+            )
         except Exception as exc:
             if self.embedded and (
                 "Another server instance" in str(exc) or "EmbeddedServer" in str(exc)
@@ -94,7 +98,9 @@ class ClickHouseSink:
 
     def _create_database(self, database: str) -> None:
         server = urlunsplit(urlsplit(self.dsn)._replace(path="/"))
-        client = clickhouse_connect.get_client(dsn=server, autogenerate_session_id=False)
+        client = clickhouse_connect.get_client(
+            dsn=server, autogenerate_session_id=False, **self._tls
+        )
         try:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         finally:
@@ -227,6 +233,20 @@ class ClickHouseSink:
             params,
         )[2]
         return {"minutes": minutes, "sessions": sessions, "hours": hours}
+
+    def recent_event_ids(
+        self, partition: int, window: float, limit: int
+    ) -> list[tuple[str, int, int, float]]:
+        """(event_id, offset, index, event time) of the newest events stored from a partition,
+        oldest first: what rebuilds the resend index after a restart."""
+        rows = self.query(
+            """SELECT event_id, kafka_offset, kafka_index, toUnixTimestamp64Milli(ts) FROM events
+            WHERE kafka_partition = {p:UInt16}
+              AND ts >= (SELECT max(ts) FROM events WHERE kafka_partition = {p:UInt16}) - toIntervalMillisecond({w:UInt64})
+            ORDER BY kafka_offset DESC, kafka_index DESC LIMIT {n:UInt64}""",
+            {"p": partition, "w": int(window * 1000), "n": limit},
+        )[2]
+        return [(e, int(o), int(i), int(ms) / 1000) for e, o, i, ms in reversed(rows)]
 
     def sli_rows(
         self,

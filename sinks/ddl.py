@@ -46,6 +46,8 @@ EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("comment", "String"),
     ("guardrail_kind", "LowCardinality(String)"),
     ("guardrail_action", "LowCardinality(String)"),
+    ("prompt", "String"),
+    ("completion", "String"),
 )
 
 ROLLUP_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -112,6 +114,14 @@ SLA_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _migrations() -> list[str]:
+    """Columns added since a table was first created (no-ops on new tables)."""
+    return [
+        "ALTER TABLE events ADD COLUMN IF NOT EXISTS prompt String",
+        "ALTER TABLE events ADD COLUMN IF NOT EXISTS completion String",
+    ]
+
+
 def _columns(columns: tuple[tuple[str, str], ...]) -> str:
     return ",\n    ".join(f"`{name}` {kind}" for name, kind in columns)
 
@@ -153,4 +163,5 @@ TTL toDateTime(event_time) + INTERVAL {rollups_ttl_days} DAY""",
 PARTITION BY toYYYYMM(ts)
 ORDER BY (tenant_id, ts)
 TTL toDateTime(ts) + INTERVAL {rollups_ttl_days} DAY""",
+        *_migrations(),
     ]

@@ -18,6 +18,7 @@ from schemas.outputs import Alert, DegradeCommand
 from sinks.clickhouse import ClickHouseSink
 from sinks.ddl import ALERTS_COLUMNS, DEGRADE_COLUMNS, SLA_COLUMNS
 from sinks.errors import StoreBusy
+from streams.dedup import RecentIds
 from streams.global_rules import GlobalState
 from streams.metrics import Metrics
 from streams.monitor import Monitor, Outputs
@@ -66,11 +67,14 @@ class Runtime:
             events_ttl_days=settings.events_ttl_days,
             rollups_ttl_days=settings.rollups_ttl_days,
             on_insert=self.metrics.observe_insert,
+            tls=settings.clickhouse_tls(),
         )
         self.monitor = Monitor(policy, self.prices)
         self.slo = SloEvaluator(policy, self.prices)
         self.limits = ParseLimits(
-            max_record_bytes=settings.max_record_bytes,
+            max_record_bytes=min(
+                settings.max_record_bytes, policy.max_record_bytes or settings.max_record_bytes
+            ),
             max_event_age=timedelta(days=settings.max_event_age_days),
             max_future=timedelta(seconds=settings.max_future_seconds),
             allowed_tenants=policy.allowed_tenants(),
@@ -115,6 +119,7 @@ def create_app(runtime: Runtime) -> faust.App:
         broker_session_timeout=s.session_timeout,
         broker_heartbeat_interval=max(0.5, s.session_timeout / 5),
         broker_request_timeout=max(30.0, s.session_timeout * 3),
+        broker_credentials=s.faust_credentials(),
         consumer_auto_offset_reset="earliest",
         # a refused record goes to the DLQ whole, with headers: leave room above the limit
         producer_max_request_size=s.max_record_bytes + 1_048_576,
@@ -164,6 +169,8 @@ def create_app(runtime: Runtime) -> faust.App:
         limits=runtime.limits,
         sink_call=runtime.sink_call,
         dlq_publish=publish_dlq,
+        recent_ids=RecentIds(s.dedup_window_seconds, s.dedup_max_ids),
+        store_content=runtime.policy.store_content,
     )
     app.llmtel_processor = processor  # type: ignore[attr-defined]
 

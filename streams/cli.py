@@ -35,7 +35,7 @@ def _wait_for_cluster(settings: Settings, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return cluster_id(settings.bootstrap, timeout=5)
+            return cluster_id(settings.bootstrap, timeout=5, **settings.kafka_client_config())
         except ConfigError:
             if time.monotonic() > deadline:
                 raise
@@ -57,8 +57,10 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from streams.kafka import ensure_topics
 
     _wait_for_cluster(settings)
-    ensure_topics(settings.bootstrap, _topics(settings), settings.partitions)
-    sink = ClickHouseSink(settings.dsn)
+    ensure_topics(
+        settings.bootstrap, _topics(settings), settings.partitions, **settings.kafka_client_config()
+    )
+    sink = ClickHouseSink(settings.dsn, tls=settings.clickhouse_tls())
     sink.ensure_tables()
     sink.close()
     _say(f"topics and tables ready (kafka {settings.bootstrap})")
@@ -76,7 +78,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     policy = load_policy(settings.policy)
     cluster = _wait_for_cluster(settings)
-    ensure_topics(settings.bootstrap, _topics(settings), settings.partitions)
+    ensure_topics(
+        settings.bootstrap, _topics(settings), settings.partitions, **settings.kafka_client_config()
+    )
     runtime = Runtime(settings, policy, source=f"{cluster}/{settings.events_topic}")
     runtime.prepare()
     app = create_app(runtime)
@@ -176,8 +180,10 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     """Send a JSONL file (or stdin) to the events topic, each line keyed by its tenant_id."""
     from streams.kafka import cluster_id, make_producer
 
-    cluster_id(settings.bootstrap, timeout=10)  # a clear error now rather than retries later
-    producer = make_producer(settings.bootstrap)
+    cluster_id(
+        settings.bootstrap, timeout=10, **settings.kafka_client_config()
+    )  # a clear error now
+    producer = make_producer(settings.bootstrap, **settings.kafka_client_config())
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -255,7 +261,7 @@ def run_query(
             result = _query_worker(settings, sql)
             if result is not None:
                 return result
-        sink = ClickHouseSink(settings.dsn)
+        sink = ClickHouseSink(settings.dsn, tls=settings.clickhouse_tls())
         try:
             columns, types, rows = sink.query(sql)
             return columns, types, [list(r) for r in rows]

@@ -13,6 +13,7 @@ from schemas.events import Evaluation, Feedback, Guardrail, LlmCall, RagRetrieva
 from sinks.ddl import EVENTS_COLUMNS, ROLLUP_COLUMNS
 from streams.parse import Accepted
 from streams.pricing import COST_UNKNOWN_MODEL, pico_to_usd
+from streams.redact import redact
 
 EVENTS_COLUMN_NAMES = tuple(name for name, _ in EVENTS_COLUMNS)
 ROLLUP_COLUMN_NAMES = tuple(name for name, _ in ROLLUP_COLUMNS)
@@ -100,9 +101,13 @@ def rollup_rows(source: str, rollups: dict[RollupKey, RollupTotals]) -> list[tup
     ]
 
 
-def event_row(source: str, partition: int, offset: int, item: Accepted) -> tuple[Any, ...]:
-    """One ``events`` row in EVENTS_COLUMN_NAMES order."""
+def event_row(
+    source: str, partition: int, offset: int, item: Accepted, store_content: bool = False
+) -> tuple[Any, ...]:
+    """One ``events`` row in EVENTS_COLUMN_NAMES order; prompts and completions only when
+    ``store_content``, and then redacted."""
     e = item.event
+    prompt = completion = ""
     model = provider = status = cache = tool = eval_name = label = comment = kind = action = ""
     in_tok = out_tok = cached = 0
     latency = json_valid = chunks = top_score = score = None
@@ -111,6 +116,8 @@ def event_row(source: str, partition: int, offset: int, item: Accepted) -> tuple
         model, provider, status, cache = e.model, e.provider or "", e.status, e.cache
         in_tok, out_tok, cached = e.input_tokens, e.output_tokens, e.cached_input_tokens
         latency, json_valid, abstained = e.latency_ms, e.json_valid, e.abstained
+        if store_content:
+            prompt, completion = redact(e.prompt or ""), redact(e.completion or "")
     elif isinstance(e, ToolCall):
         tool, status, latency = e.tool_name, e.status, e.latency_ms
     elif isinstance(e, RagRetrieval):
@@ -157,4 +164,6 @@ def event_row(source: str, partition: int, offset: int, item: Accepted) -> tuple
         comment,
         kind,
         action,
+        prompt,
+        completion,
     )

@@ -187,12 +187,16 @@ def follow(
     is called once the partitions are assigned: from then on no new record is missed (a new
     group's assignment takes a few seconds). Raises ConfigError when Kafka cannot be reached.
     """
-    cluster_id(settings.bootstrap, timeout=10)  # a clear error now rather than silent retries
+    cluster_id(
+        settings.bootstrap, timeout=10, **settings.kafka_client_config()
+    )  # a clear error now
     topics = list(dict.fromkeys([settings.alerts_topic, settings.degrade_topic]))
     # as the worker does at start, so following before the first worker starts works; a
     # client not allowed to create topics follows whatever exists
     with contextlib.suppress(KafkaException):
-        ensure_topics(settings.bootstrap, topics, settings.partitions)
+        ensure_topics(
+            settings.bootstrap, topics, settings.partitions, **settings.kafka_client_config()
+        )
     printer = _Printer(settings, as_json, tenant, out, sys.stderr)
     consumer = Consumer(
         {
@@ -202,6 +206,7 @@ def follow(
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "session.timeout.ms": int(settings.session_timeout * 1000),
             "log_level": 2,
+            **settings.kafka_client_config(),
         }
     )
     assigned = [False]

@@ -29,9 +29,9 @@ def make_producer(bootstrap: str, **extra: object) -> Producer:
     return Producer(producer_config(bootstrap, **extra))
 
 
-def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
+def cluster_id(bootstrap: str, timeout: float = 10.0, **security: object) -> str:
     """The broker cluster's id; raises ConfigError when the broker cannot be reached."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **security})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -42,10 +42,10 @@ def cluster_id(bootstrap: str, timeout: float = 10.0) -> str:
 
 
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 10.0
+    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 10.0, **security: object
 ) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **security})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
     if not missing:

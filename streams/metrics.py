@@ -327,6 +327,9 @@ class Metrics:
         self.events_rejected = counter(
             "llmtel_events_rejected", "Records or elements sent to the DLQ", ("reason",)
         )
+        self.events_duplicate = counter(
+            "llmtel_events_duplicate", "Resent events (an event_id already accepted) counted once"
+        )
         self.alerts_published = counter(
             "llmtel_alerts_published", "Alert state changes published", ("rule", "state")
         )
@@ -386,6 +389,7 @@ class Metrics:
         failed half-way): an event is counted once per process, by its partition and offset.
         """
         self.events_consumed.inc(result.consumed)
+        self.events_duplicate.inc(result.duplicates)
         self.batch_size.observe(result.consumed)
         self.batch_seconds.observe(seconds)
         reasons: dict[str, int] = {}

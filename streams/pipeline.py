@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sinks.errors import SinkError
+from streams.dedup import RecentIds
 from streams.fold import (
     EVENTS_COLUMN_NAMES,
     ROLLUP_COLUMN_NAMES,
@@ -57,6 +58,7 @@ class BatchResult(NamedTuple):
     rejected: list[tuple[SourceRecord, Rejection]]
     skipped: int  # records stored before a restart, not stored again
     token: str  # identifies the batch's offsets: the dedup token of what it inserts
+    duplicates: int = 0  # events whose event_id was already accepted (producer resends)
 
 
 def dlq_headers(record: SourceRecord, rejection: Rejection, topic: str) -> list[tuple[str, bytes]]:
@@ -85,6 +87,8 @@ class BatchProcessor:
         dlq_publish: DlqPublish,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_delay: float = 0.5,
+        recent_ids: RecentIds | None = None,
+        store_content: bool = False,
     ) -> None:
         self.source = source
         self.topic = topic
@@ -95,10 +99,21 @@ class BatchProcessor:
         self._clock = clock
         self._retry_delay = retry_delay
         self._applied: dict[str, dict[int, int]] | None = None
+        self.store_content = store_content
+        self.recent_ids = recent_ids if recent_ids is not None else RecentIds(3600.0, 200_000)
 
     def forget_applied(self) -> None:
         """Re-read what is stored before the next batch (after a rebalance)."""
         self._applied = None
+        self.recent_ids.forget()
+
+    async def _load_recent_ids(self, sink: Any, partitions: set[int]) -> None:
+        for p in partitions:
+            if not self.recent_ids.loaded(p):
+                rows = await self._store(
+                    sink.recent_event_ids, p, self.recent_ids.window, self.recent_ids.max_ids
+                )
+                self.recent_ids.load(p, rows)
 
     async def ensure_applied(self, sink: Any) -> dict[str, dict[int, int]]:
         """What ClickHouse holds from this source, per table and partition (read once)."""
@@ -126,6 +141,7 @@ class BatchProcessor:
     async def process(self, sink: Any, records: Sequence[SourceRecord]) -> BatchResult:
         """Handle one batch; returns once every row it produced is stored."""
         applied = await self.ensure_applied(sink)
+        await self._load_recent_ids(sink, {r.partition for r in records})
         applied_events = applied["events"]
         applied_rollups = applied["rollups_1m"]
         now = self._clock()
@@ -133,7 +149,7 @@ class BatchProcessor:
         rollups: dict[RollupKey, RollupTotals] = {}
         fresh: list[FreshEvent] = []
         rejected: list[tuple[SourceRecord, Rejection]] = []
-        skipped = 0
+        skipped = duplicates = 0
         ranges: dict[int, list[int]] = {}
         for record in records:
             p, offset = record.partition, record.offset
@@ -149,9 +165,15 @@ class BatchProcessor:
             if not events_done:
                 rejected.extend((record, r) for r in refused)
             for item in accepted:
+                e = item.event
+                if not self.recent_ids.first_copy(
+                    p, e.event_id, offset, item.index, e.timestamp.timestamp()
+                ):
+                    duplicates += 1
+                    continue
                 fresh.append(FreshEvent(p, offset, item))
                 if not events_done:
-                    event_rows.append(event_row(self.source, p, offset, item))
+                    event_rows.append(event_row(self.source, p, offset, item, self.store_content))
                 if not rollups_done and item.event.event_type == "llm_call":
                     fold_llm_call(rollups, p, offset, item)
 
@@ -173,7 +195,7 @@ class BatchProcessor:
         for p, (_, last) in ranges.items():
             applied_events[p] = max(applied_events.get(p, -1), last)
             applied_rollups[p] = max(applied_rollups.get(p, -1), last)
-        return BatchResult(len(records), fresh, rejected, skipped, token)
+        return BatchResult(len(records), fresh, rejected, skipped, token, duplicates)
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:

@@ -210,6 +210,11 @@ class Policy(_Strict):
     rules: dict[str, RuleOverride] = Field(default_factory=dict)
     prices: dict[str, ModelPriceSpec] = Field(default_factory=dict)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    store_content: bool = Field(
+        False,
+        description="store llm_call prompt/completion (redacted); off: they are dropped at parse",
+    )
+    max_record_bytes: int | None = Field(None, ge=256, description="caps LLMTEL_MAX_RECORD_BYTES")
     slo: SloSpec = Field(default_factory=SloSpec)
 
     @field_validator("prices")

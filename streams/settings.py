@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
@@ -21,6 +22,19 @@ class Settings(BaseSettings):
     embedded_kafka_port: int = Field(9092, ge=1, le=65535)
     clickhouse_dsn: str | None = Field(
         None, description="chdb:///dir or http(s)://user:pass@host:8123/db; unset: chDB in data_dir"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = None
+    clickhouse_ca_cert: Path | None = Field(
+        None, description="CA bundle for an https ClickHouse DSN"
+    )
+    clickhouse_verify: bool = Field(
+        True, description="false: do not verify the server's certificate"
     )
     data_dir: Path = Path(".llmtel")
     policy: Path | None = Field(None, description="YAML policy file; unset: built-in defaults")
@@ -43,8 +57,72 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(
         3600.0, ge=0, description="event times further ahead are rejected"
     )
+    dedup_window_seconds: float = Field(
+        3600.0, ge=0, description="resent event_ids are dropped within this much event time"
+    )
+    dedup_max_ids: int = Field(
+        200_000, ge=0, description="event_ids remembered per partition for resends"
+    )
     events_ttl_days: int = Field(90, ge=1)
     rollups_ttl_days: int = Field(400, ge=1)
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_security_protocol SASL_* needs LLMTEL_KAFKA_SASL_USERNAME and LLMTEL_KAFKA_SASL_PASSWORD"
+            )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} is not a file")
+        return self
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Security settings for confluent-kafka clients (CLI, SDK): librdkafka's names."""
+        config: dict[str, Any] = {"security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()  # type: ignore[union-attr]
+        for name, key in (
+            ("kafka_ssl_cafile", "ssl.ca.location"),
+            ("kafka_ssl_certfile", "ssl.certificate.location"),
+            ("kafka_ssl_keyfile", "ssl.key.location"),
+        ):
+            if getattr(self, name) is not None:
+                config[key] = str(getattr(self, name))
+        return config
+
+    def faust_credentials(self) -> Any:
+        """The same settings for the worker's aiokafka clients (Faust credentials), or None."""
+        import ssl
+
+        import faust
+
+        protocol = self.kafka_security_protocol
+        context = None
+        if protocol.endswith("SSL"):
+            context = ssl.create_default_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(
+                    str(self.kafka_ssl_certfile),
+                    str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                )
+        if protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),  # type: ignore[union-attr]
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=context,
+            )
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
+        return None
 
     @property
     def bootstrap(self) -> str:
@@ -57,6 +135,15 @@ class Settings(BaseSettings):
         if self.clickhouse_dsn:
             return self.clickhouse_dsn
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def clickhouse_tls(self) -> dict[str, Any]:
+        """TLS options for an https ClickHouse DSN."""
+        options: dict[str, Any] = {}
+        if self.clickhouse_ca_cert is not None:
+            options["ca_cert"] = str(self.clickhouse_ca_cert)
+        if not self.clickhouse_verify:
+            options["verify"] = False
+        return options if self.dsn.startswith(("https://", "clickhouses://")) else {}
 
     @property
     def embedded_store(self) -> bool:

@@ -32,6 +32,9 @@ class FlakySink:
     def applied_offsets(self, source):
         return self.sink.applied_offsets(source)
 
+    def recent_event_ids(self, *args):
+        return self.sink.recent_event_ids(*args)
+
     def insert(self, table, *args):
         if table == self.table and self.failures > 0:
             self.failures -= 1
@@ -130,3 +133,37 @@ def test_offsets_of_another_broker_incarnation_do_not_skip_records(sink):
     result = asyncio.run(other.process(sink, records(10)))
     assert result.skipped == 0
     assert totals(sink)[0] == 20
+
+
+def test_a_resent_event_is_counted_once_even_after_a_restart(sink):
+    doc = event(tenant_id="t1", cost_usd="0.5")
+    key, value = record(doc)
+    first = [
+        SourceRecord(0, 0, key, value),
+        SourceRecord(0, 1, *record(event(tenant_id="t1", cost_usd="0.25"))),
+    ]
+    result = asyncio.run(make_processor([]).process(sink, [*first, SourceRecord(0, 2, key, value)]))
+    assert (len(result.accepted), result.duplicates) == (2, 1)
+    restarted = make_processor([])  # rebuilds its resend index from what ClickHouse holds
+    result = asyncio.run(
+        restarted.process(sink, [SourceRecord(0, 0, key, value), SourceRecord(0, 3, key, value)])
+    )
+    assert result.duplicates == 1  # offset 3 is a resend; offset 0 is the same record read again
+    assert totals(sink) == (2, Decimal("0.75"), 2, Decimal("0.75"))
+
+
+@pytest.mark.parametrize("store_content", [False, True])
+def test_prompts_are_stored_only_when_enabled_and_then_redacted(sink, store_content):
+    processor = make_processor([])
+    processor.store_content = store_content
+    doc = event(
+        tenant_id="t1",
+        prompt="reach me at bob@corp.example, key sk-abcdefghijklmnopqrstu",
+        completion="ok",
+    )
+    asyncio.run(processor.process(sink, [SourceRecord(0, 0, *record(doc))]))
+    [(prompt, completion)] = sink.query("SELECT prompt, completion FROM events")[2]
+    if store_content:
+        assert (prompt, completion) == ("reach me at [EMAIL], key [API_KEY]", "ok")
+    else:
+        assert (prompt, completion) == ("", "")
