@@ -117,9 +117,9 @@ def parse_record(
     rejected: list[Rejection] = []
     written: list[bytes] | None = None
     for index, element in enumerate(elements):
-        result = _parse_element(element, tenant_key, prices, limits, now)
+        result = _parse_element(index, element, tenant_key, prices, limits, now)
         if isinstance(result, Accepted):
-            accepted.append(result._replace(index=index))
+            accepted.append(result)
         else:
             reason, detail = result
             payload = raw
@@ -171,7 +171,12 @@ def _shown(value: Any, limit: int = 100) -> str:
 
 
 def _parse_element(
-    element: Any, tenant_key: str, prices: PriceTable, limits: ParseLimits, now: datetime
+    index: int,
+    element: Any,
+    tenant_key: str,
+    prices: PriceTable,
+    limits: ParseLimits,
+    now: datetime,
 ) -> Accepted | tuple[str, str]:
     if not isinstance(element, dict):
         return NOT_AN_OBJECT, f"expected an event object, got {type(element).__name__}"
@@ -207,9 +212,9 @@ def _parse_element(
         return UNKNOWN_TENANT, f"tenant {event.tenant_id!r} is not in the policy's allow-list"
     if isinstance(event, LlmCall):
         if event.cost_usd is not None:
-            return Accepted(0, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT)
+            return Accepted(index, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT)
         cost, source = prices.cost(
             event.model, event.input_tokens, event.cached_input_tokens, event.output_tokens
         )
-        return Accepted(0, event, cost, source)
-    return Accepted(0, event, 0, "")
+        return Accepted(index, event, cost, source)
+    return Accepted(index, event, 0, "")
