@@ -20,12 +20,12 @@ install: $(STAMP)  ## create .venv and install llmtel with its test tools
 run: install  ## run llmtel: embedded Kafka broker + worker + chDB under ./.llmtel (Ctrl-C stops)
 	$(BIN)/llmtel up
 
-tools:  ## install promtool and docker-compose (Debian packages) for the deploy checks, if possible
-	@if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null; then \
+tools:  ## install promtool, docker-compose and chromium (Debian packages) for the deploy and browser tests, if possible
+	@if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null || [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null) \
-	      || echo "tools: could not install promtool/docker-compose; their checks will be skipped"; \
-	  else echo "tools: promtool/docker-compose missing and not root; their checks will be skipped"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose chromium fonts-liberation >/dev/null) \
+	      || echo "tools: could not install promtool/docker-compose/chromium; their tests will be skipped"; \
+	  else echo "tools: promtool/docker-compose/chromium missing and not root; their tests will be skipped"; fi; \
 	fi
 
 lint: install  ## ruff lint and format check

@@ -18,6 +18,7 @@ from schemas.outputs import Alert, DegradeCommand
 from sinks.clickhouse import ClickHouseSink
 from sinks.ddl import ALERTS_COLUMNS, DEGRADE_COLUMNS, SLA_COLUMNS
 from sinks.errors import StoreBusy
+from streams.dashboard import add_dashboard_view
 from streams.dedup import RecentIds
 from streams.global_rules import GlobalState
 from streams.metrics import Metrics
@@ -360,10 +361,12 @@ def create_app(runtime: Runtime) -> faust.App:
                     )
         slo_rows = await processor.store(
             runtime.sink.query,
-            "SELECT tenant_id, argMax(tier, ts), argMax(availability, ts), argMax(p95_latency_ms, ts), "
-            "argMax(json_valid_rate, ts), argMax(groundedness, ts), argMax(cost_p95_usd, ts), "
-            "argMax(error_budget_remaining, ts), argMax(breaches, ts), max(ts) FROM sla_snapshots "
-            "WHERE ts >= now() - INTERVAL 1 DAY GROUP BY tenant_id ORDER BY tenant_id",
+            # argMax of a tuple keeps the newest row whole (argMax of a column skips NULLs)
+            "SELECT tenant_id, latest.1, latest.2, latest.3, latest.4, latest.5, latest.6, latest.7, "
+            "latest.8, latest.9 FROM (SELECT tenant_id, argMax((tier, availability, p95_latency_ms, "
+            "json_valid_rate, groundedness, cost_p95_usd, error_budget_remaining, breaches, ts), ts) "
+            "AS latest FROM sla_snapshots WHERE ts >= now() - INTERVAL 1 DAY GROUP BY tenant_id) "
+            "ORDER BY tenant_id",
         )
         names = [
             "tenant_id",
@@ -418,6 +421,7 @@ def create_app(runtime: Runtime) -> faust.App:
 
     add_metrics_view(app, runtime.registry)
     add_status_view(app, status)
+    add_dashboard_view(app, runtime.policy)
     if runtime.sink.embedded:
         # chDB admits one process: `llmtel query` elsewhere reaches the store through here.
         # A ClickHouse server is queried directly, so its workers expose no SQL endpoint.

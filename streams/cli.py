@@ -132,7 +132,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         f"  Kafka bootstrap : {kafka_line}",
         f"  ClickHouse      : {_redact(settings.dsn)}",
         f"  data directory  : {settings.data_dir.resolve()}",
-        f"  web             : http://{settings.web_host}:{settings.web_port}  (POST /query)",
+        f"  dashboard       : http://{settings.web_host}:{settings.web_port}/  (also /metrics, /api/status, POST /query)",
         f"  send events     : llmtel produce events.jsonl   (topic {settings.events_topic})",
         '  query           : llmtel query "SELECT * FROM rollups_1m LIMIT 10"',
         "Ctrl-C stops both.",
@@ -297,8 +297,16 @@ def print_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
-    """Print the result of a SQL query."""
-    columns, _, rows = run_query(settings, args.sql)
+    """Print the result of a SQL query, or of one of the runbooks' presets."""
+    sql = args.sql
+    if args.preset:
+        from streams.policy import load_policy
+        from streams.presets import preset_sql
+
+        sql = preset_sql(args.preset, load_policy(settings.policy))
+    elif not sql:
+        raise ConfigError("llmtel query needs SQL or --preset NAME")
+    columns, _, rows = run_query(settings, sql)
     print_result(columns, rows, args.format)
     return 0
 
@@ -327,6 +335,32 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
         out=sys.stdout,
         tenant=args.tenant,
     )
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report of the period."""
+    import functools
+
+    from streams.durations import parse_duration
+    from streams.policy import load_policy
+    from streams.report import write_report
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    path = write_report(
+        functools.partial(run_query, settings), load_policy(settings.policy), since, args.out
+    )
+    _say(f"wrote {path}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Realistic traffic with incidents, to a running llmtel."""
+    from streams.demo import cmd_demo as run
+
+    return run(settings, args)
 
 
 def cmd_sla(settings: Settings, args: argparse.Namespace) -> int:
@@ -361,7 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--topic", help="default: LLMTEL_EVENTS_TOPIC (llm.events)")
     q = sub.add_parser("query", help="run SQL on llmtel's ClickHouse and print the result")
-    q.add_argument("sql")
+    q.add_argument("sql", nargs="?", help="the SQL; or use --preset")
+    q.add_argument(
+        "--preset",
+        choices=["top-tenants", "loops", "cost-by-model", "budget", "quality", "slo"],
+        help="a ready-made query of the runbooks",
+    )
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     s = sub.add_parser("schema", help="print the JSON Schema of input events")
     group = s.add_mutually_exclusive_group()
@@ -374,6 +413,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="SECONDS", help="exit after SECONDS without a record"
     )
     a.add_argument("--tenant", help="only this tenant's records")
+    r = sub.add_parser(
+        "report", help="write a self-contained HTML report (spend, budgets, quality, SLOs)"
+    )
+    r.add_argument("--since", default="7d", help="period, e.g. 24h or 7d (default 7d)")
+    r.add_argument("--out", default="report.html", help="file to write (default report.html)")
+    from streams.demo import add_arguments as demo_arguments
+
+    demo_arguments(
+        sub.add_parser("demo", help="send realistic traffic with incidents to a running llmtel")
+    )
     sla = sub.add_parser(
         "sla", help="SLO compliance per tenant: each SLI, its target, met or not, error budget left"
     )
@@ -386,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
+    "report": cmd_report,
+    "demo": cmd_demo,
     "sla": cmd_sla,
     "alerts": cmd_alerts,
     "up": cmd_up,

@@ -55,7 +55,8 @@ def recommendation(mode: str, prices: PriceTable, model: str | None = None) -> s
 class TenantState:
     """What the worker must remember of a tenant across restarts (a Faust table value)."""
 
-    offset: int = -1  # highest Kafka offset applied to this state
+    offset: int = -1  # position (Kafka offset, element of its array) of the last event applied
+    index: int = -1
     budget: BudgetState = field(default_factory=BudgetState)
     budget_alerts: dict[str, str] = field(default_factory=dict)  # rule -> firing alert_id
     rules: dict[str, RuleState] = field(default_factory=dict)
@@ -71,6 +72,7 @@ class TenantState:
     def to_json(self) -> dict[str, Any]:
         return {
             "offset": self.offset,
+            "index": self.index,
             "budget": [self.budget.day, self.budget.spend_pico, self.budget.level],
             "budget_alerts": self.budget_alerts,
             "rules": {name: s.to_json() for name, s in self.rules.items()},
@@ -83,6 +85,7 @@ class TenantState:
         day, spend, level = raw["budget"]
         return cls(
             offset=raw["offset"],
+            index=raw.get("index", -1),
             budget=BudgetState(day, spend, level),
             budget_alerts=dict(raw["budget_alerts"]),
             rules={name: RuleState.from_json(s) for name, s in raw["rules"].items()},
@@ -192,7 +195,8 @@ class Monitor:
         for offset, item in items:
             event = item.event
             ts = event.timestamp.timestamp()
-            if offset > state.offset:
+            position = (offset, item.index)  # the elements of an array share its offset
+            if position > (state.offset, state.index):
                 boundary = int(ts) // 60 * 60
                 if boundary > state.last_eval:
                     if state.last_eval:
@@ -204,14 +208,14 @@ class Monitor:
                     minute = int(ts) // 60 * 60
                     minutes[minute] = minutes.get(minute, 0) + item.cost_pico
                     out.spend_offsets[partition] = max(out.spend_offsets.get(partition, -1), offset)
-                state.offset = offset
+                state.offset, state.index = position
                 applied = True
-            if offset > window.offset:
+            if position > (window.offset, window.index):
                 if ts >= window.watermark - self.lateness:
                     window.add(event, item.cost_pico)
                 else:
                     out.late_events += 1
-                window.offset = offset
+                window.offset, window.index = position
         if applied:
             self._evaluate(tenant, state, window, window.watermark, out)
             window.evict()

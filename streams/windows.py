@@ -122,13 +122,14 @@ class WindowSummary(NamedTuple):
 class TenantWindow:
     """One tenant's recent event-time aggregates (in memory; rebuilt from ClickHouse on start)."""
 
-    __slots__ = ("hours", "minutes", "offset", "watermark")
+    __slots__ = ("hours", "index", "minutes", "offset", "watermark")
 
     def __init__(self) -> None:
         self.minutes: dict[int, MinuteAgg] = {}
         self.hours: dict[int, list[float]] = {}  # hour -> [feedback_sum, feedback_n]
         self.watermark = 0.0
-        self.offset = -1  # highest Kafka offset already in these aggregates
+        self.offset = -1  # position (Kafka offset, array element) of the last event aggregated
+        self.index = -1
 
     def bucket(self, minute: int) -> MinuteAgg:
         agg = self.minutes.get(minute)
@@ -246,7 +247,7 @@ def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict
         w = windows.get(tenant)
         if w is None:
             w = windows[tenant] = TenantWindow()
-            w.offset = offset
+            w.offset, w.index = offset, 2**31  # every element of that record is in the rows
         return w
 
     for row in activity["minutes"]:

@@ -224,3 +224,21 @@ def test_session_rules_see_the_busiest_session():
         window.add(item.event, item.cost_pico)
     value, samples, labels = window.summary(window.watermark, 3600).measure("max_session_calls")
     assert (value, samples, labels) == (101, 1, {"session_id": "loop"})
+
+
+def test_every_element_of_an_array_record_counts_in_budgets_and_windows():
+    monitor = Monitor(Policy(), PRICES)
+    docs = [call("shop", DAY_START + timedelta(hours=1, seconds=i), "3") for i in range(2)]
+    items, _ = parse_record(
+        *record(docs),
+        prices=PRICES,
+        limits=ParseLimits(max_event_age=timedelta(days=3650)),
+        now=datetime.now(UTC),
+    )
+    out = monitor.apply_batch([(0, 7, item) for item in items], lambda t: None)
+    assert [a.rule for a in out.alerts] == ["budget_warning", "budget_exceeded"]  # $6 of $5
+    state = out.changed["shop"]
+    assert (state.budget.spend_pico, state.offset, state.index) == (6 * 10**12, 7, 1)
+    assert sum(agg.calls for agg in monitor.windows[0]["shop"].minutes.values()) == 2
+    again = monitor.apply_batch([(0, 7, item) for item in items], lambda t: None)  # replayed
+    assert again.alerts == [] and state.budget.spend_pico == 6 * 10**12
