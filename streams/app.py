@@ -126,6 +126,10 @@ def create_app(runtime: Runtime) -> faust.App:
         producer_max_request_size=s.max_record_bytes + 1_048_576,
         topic_partitions=s.partitions,
     )
+    # Table writes go through Faust's producer buffer, which pauses the stream whenever more
+    # than 100 messages wait; a batch writes one per changed tenant, so give it room. The
+    # buffer is flushed before every offset commit all the same.
+    app.producer.buffer.max_messages = 50_000
     events_topic = app.topic(
         s.events_topic, key_serializer="raw", value_serializer="raw", partitions=s.partitions
     )

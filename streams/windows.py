@@ -196,8 +196,11 @@ class TenantWindow:
             return WindowSummary(0, 0, 0, 0, 0, {}, 0.0, 0, 0, 0, 0, fsum, int(fn), {}, {})
         total = MinuteAgg()
         start = at - window
-        for minute, agg in self.minutes.items():
-            if minute + 60 <= start or minute > at:
+        first = (int(start) // 60) * 60  # the minute holding the window's start
+        minutes = self.minutes
+        for minute in range(first, int(at) + 1, 60):
+            agg = minutes.get(minute)
+            if agg is None or minute + 60 <= start:
                 continue
             total.calls += agg.calls
             total.errors += agg.errors
