@@ -137,6 +137,11 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         '  query           : llmtel query "SELECT * FROM rollups_1m LIMIT 10"',
         "Ctrl-C stops both.",
     )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # stop the children on SIGTERM as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
     code = 0
     try:
         while True:

@@ -102,6 +102,24 @@ def test_up_produce_query_and_ctrl_c(tmp_path):
     assert not port_open(int(env["LLMTEL_WEB_PORT"]))
 
 
+def test_up_stops_its_broker_and_worker_on_sigterm(tmp_path):
+    env = user_env(tmp_path)
+    up = subprocess.Popen(
+        [*LLMTEL, "up"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert "llmtel is up" in up.stdout.readline()
+    wait_for(lambda: port_open(int(env["LLMTEL_WEB_PORT"])), what="the worker's web port")
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(timeout=60) == 0
+    assert not port_open(int(env["LLMTEL_EMBEDDED_KAFKA_PORT"]))
+    assert not port_open(int(env["LLMTEL_WEB_PORT"]))
+
+
 def test_schema_prints_json_schemas(tmp_path):
     env = user_env(tmp_path)
     events = json.loads(run(["schema"], env).stdout)
