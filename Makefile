@@ -39,5 +39,8 @@ format: install  ## apply ruff's formatting and fixes
 test: install tools lint  ## install, then run the whole test suite (unit, integration, deploy)
 	$(BIN)/python -m pytest
 
+bench: install  ## throughput, naive baseline, alert latency and memory (python -m bench.run --help)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:  ## remove the virtual environment and local data
 	rm -rf $(VENV) .llmtel .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""llmtel benchmarks: throughput, a naive Faust reference, alert latency and memory."""

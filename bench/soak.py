@@ -1,0 +1,135 @@
+"""Soak: a steady load for a while; does consumer lag or the worker's memory grow?
+
+``python -m bench.soak [--minutes 10] [--rate 1000]`` starts the embedded broker and one
+worker, produces ``--rate`` events/s of the benchmark's realistic mix (event times = now) for
+``--minutes``, and every ``--every`` seconds prints the worker's RSS and its consumer lag
+(records produced minus records stored). At the end it compares the last third of the run
+with the first: lag and RSS must level off, not keep growing. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from bench.gen import Mix, Records, zipf_weights
+from bench.run import (
+    Bench,
+    BenchError,
+    Sender,
+    bulk_producer,
+    peak_rss_mb,
+    say,
+    start_worker,
+    tenant_names,
+    worker_env,
+    write_policy,
+)
+from streams.pricing import PriceTable
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="duration of the load (10)")
+    p.add_argument("--rate", type=int, default=1000, help="events/s produced (1000)")
+    p.add_argument("--every", type=float, default=15.0, help="seconds between samples (15)")
+    p.add_argument("--tenants", type=int, default=1000)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--batch-max", type=int, default=10_000)
+    p.add_argument("--batch-within", type=float, default=0.5)
+    return p.parse_args(argv)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
+    prices = PriceTable.shipped()
+    tenants = tenant_names(args.tenants)
+    mix = Mix(
+        tenants,
+        zipf_weights(len(tenants), 1.1),
+        prices=prices,
+        expected_events=int(args.rate * args.minutes * 60),
+        seed=11,
+    )
+    bench.start_broker()
+    prefix = bench.prefix("soak")
+    policy = write_policy(bench.root / "policy.yaml", tenants)
+    env = worker_env(bench, prefix, args, policy)
+    worker = start_worker(bench, "soak-worker", env)
+    sender = Sender(bulk_producer(bench.bootstrap))
+    topic = env["LLMTEL_EVENTS_TOPIC"]
+    samples: list[dict[str, float]] = []
+    start = time.monotonic()
+    end = start + args.minutes * 60
+    next_sample = start + args.every
+    tick = 0.1
+    say(f"soak: {args.rate} events/s for {args.minutes:g} min, sample every {args.every:g} s")
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        now = time.time()
+        chunk: Records = mix.generate(max(1, int(args.rate * tick)), now - tick, now)
+        for key, value in zip(chunk.keys, chunk.values, strict=True):
+            sender.send(topic, key, value)
+        sender.producer.poll(0)
+        if time.monotonic() >= next_sample:
+            sender.producer.flush(10)
+            stored = int(worker.query("SELECT count() FROM events")[0][0])
+            sample = {
+                "t_s": round(time.monotonic() - start, 1),
+                "produced": sender.sent,
+                "lag": sender.sent - stored,
+                "rss_mb": peak_rss_mb(worker.popen.pid, "VmRSS") or 0.0,
+            }
+            samples.append(sample)
+            say(
+                f"  t={sample['t_s']:>6.0f}s  produced={sample['produced']:>9}  lag={sample['lag']:>7}  rss={sample['rss_mb']:.0f} MB"
+            )
+            next_sample += args.every
+        time.sleep(max(0.0, tick - (time.monotonic() - t0)))
+    sender.flush()
+    third = max(1, len(samples) // 3)
+    first, last = samples[:third], samples[-third:]
+    result = {
+        "minutes": args.minutes,
+        "rate": args.rate,
+        "samples": len(samples),
+        "lag_first_third": round(_mean([s["lag"] for s in first])),
+        "lag_last_third": round(_mean([s["lag"] for s in last])),
+        "rss_mb_first_third": round(_mean([s["rss_mb"] for s in first])),
+        "rss_mb_last_third": round(_mean([s["rss_mb"] for s in last])),
+        "peak_rss_mb": peak_rss_mb(worker.popen.pid, "VmHWM"),
+    }
+    bounded_lag = result["lag_last_third"] <= max(2 * args.rate, 2 * result["lag_first_third"])
+    bounded_rss = result["rss_mb_last_third"] <= 1.25 * max(1, result["rss_mb_first_third"])
+    result["lag_bounded"], result["rss_bounded"] = bounded_lag, bounded_rss
+    say(
+        f"lag: {result['lag_first_third']} → {result['lag_last_third']} records ({'bounded' if bounded_lag else 'GROWING'})"
+    )
+    say(
+        f"rss: {result['rss_mb_first_third']} → {result['rss_mb_last_third']} MB ({'bounded' if bounded_rss else 'GROWING'})"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench = Bench()
+    result: dict[str, Any] = {}
+    try:
+        result = soak(args, bench)
+    except (BenchError, KeyboardInterrupt) as exc:
+        result = {"error": str(exc) or type(exc).__name__}
+    finally:
+        bench.close()
+    print(json.dumps(result), flush=True)
+    return 0 if result.get("lag_bounded") and result.get("rss_bounded") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
