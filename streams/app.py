@@ -138,12 +138,14 @@ def create_app(runtime: Runtime) -> faust.App:
     degrade_topic = app.topic(s.degrade_topic, key_serializer="raw", value_serializer="raw")
     # Budgets, rule states and degraded modes per tenant; co-partitioned with the events
     # (written per batch, hence use_partitioner), recovered from its changelog on start.
+    # Raw keys: the partitioner hashes the key's bytes, which must be the tenant id exactly
+    # as producers key the events (a JSON key would hash with its quotes).
     tenant_state = app.Table(
         "tenant-state",
         default=None,
         partitions=s.partitions,
         use_partitioner=True,
-        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     )
     monitor = runtime.monitor
     # Rules over all tenants: spend deltas from every partition meet on one partition.

@@ -151,8 +151,12 @@ class BatchProcessor:
         rejected: list[tuple[SourceRecord, Rejection]] = []
         skipped = duplicates = 0
         ranges: dict[int, list[int]] = {}
+        seen: set[tuple[int, int]] = set()
         for record in records:
             p, offset = record.partition, record.offset
+            if (p, offset) in seen:
+                continue  # delivered twice in one batch (a seek after table recovery)
+            seen.add((p, offset))
             events_done = offset <= applied_events.get(p, -1)
             rollups_done = offset <= applied_rollups.get(p, -1)
             if events_done and rollups_done:

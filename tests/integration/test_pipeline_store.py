@@ -167,3 +167,10 @@ def test_prompts_are_stored_only_when_enabled_and_then_redacted(sink, store_cont
         assert (prompt, completion) == ("reach me at [EMAIL], key [API_KEY]", "ok")
     else:
         assert (prompt, completion) == ("", "")
+
+
+def test_a_record_delivered_twice_in_one_batch_is_stored_once(sink):
+    recs = records(5)
+    result = asyncio.run(make_processor([]).process(sink, [*recs, recs[2]]))
+    assert len(result.accepted) == 5
+    assert totals(sink) == (5, expected_cost(recs), 5, expected_cost(recs))
