@@ -272,7 +272,7 @@ class Monitor:
             )
             if level == EXCEEDED:
                 for mode in self.policy.exceeded_modes(plan):
-                    self._enter(
+                    enter_mode(
                         tenant,
                         state,
                         mode,
@@ -312,7 +312,7 @@ class Monitor:
             )
         state.budget_alerts.clear()
         for mode in [m for m, reasons in state.degrade.items() if "budget_exceeded" in reasons]:
-            self._exit(tenant, state, mode, "budget_exceeded", day_end, out)
+            exit_mode(tenant, state, mode, "budget_exceeded", day_end, out)
 
     def budget_view(self, tenant: str) -> tuple[str, float, float, str]:
         """(plan, spend USD, limit USD, level) of a tenant's current day."""
@@ -366,53 +366,58 @@ class Monitor:
         )
         for mode in rule.degrade:
             if t.state == "firing":
-                self._enter(
+                enter_mode(
                     tenant, state, mode, rule.name, recommendation(mode, self.prices), t.at, out
                 )
             else:
-                self._exit(tenant, state, mode, rule.name, t.at, out)
+                exit_mode(tenant, state, mode, rule.name, t.at, out)
 
-    # -- degraded modes ----------------------------------------------------------------
-    def _enter(
-        self,
-        tenant: str,
-        state: TenantState,
-        mode: str,
-        reason: str,
-        advice: str,
-        at: float,
-        out: Outputs,
-    ) -> None:
-        reasons = state.degrade.setdefault(mode, {})
-        if not reasons:
-            out.degrades.append(
-                DegradeCommand(
-                    tenant_id=tenant,
-                    mode=mode,
-                    state="enter",
-                    reason=reason,
-                    recommendation=advice,
-                    event_time=_dt(at),  # type: ignore[arg-type]
-                )
-            )
-        reasons[reason] = advice
 
-    def _exit(
-        self, tenant: str, state: TenantState, mode: str, reason: str, at: float, out: Outputs
-    ) -> None:
-        reasons = state.degrade.get(mode)
-        if not reasons or reason not in reasons:
-            return
-        advice = reasons.pop(reason)
-        if not reasons:
-            del state.degrade[mode]
-            out.degrades.append(
-                DegradeCommand(
-                    tenant_id=tenant,
-                    mode=mode,
-                    state="exit",
-                    reason=reason,
-                    recommendation=advice,
-                    event_time=_dt(at),  # type: ignore[arg-type]
-                )
+# -- degraded modes: a mode is entered by its first reason and left with its last ----------
+
+
+def enter_mode(
+    tenant: str,
+    state: TenantState,
+    mode: str,
+    reason: str,
+    advice: str,
+    at: float,
+    out: Outputs,
+) -> None:
+    """Add ``reason`` for ``mode``; publish ``enter`` if it is the mode's first reason."""
+    reasons = state.degrade.setdefault(mode, {})
+    if not reasons:
+        out.degrades.append(
+            DegradeCommand(
+                tenant_id=tenant,
+                mode=mode,
+                state="enter",
+                reason=reason,
+                recommendation=advice,
+                event_time=_dt(at),  # type: ignore[arg-type]
             )
+        )
+    reasons[reason] = advice
+
+
+def exit_mode(
+    tenant: str, state: TenantState, mode: str, reason: str, at: float, out: Outputs
+) -> None:
+    """Drop ``reason`` for ``mode``; publish ``exit`` when no reason is left."""
+    reasons = state.degrade.get(mode)
+    if not reasons or reason not in reasons:
+        return
+    advice = reasons.pop(reason)
+    if not reasons:
+        del state.degrade[mode]
+        out.degrades.append(
+            DegradeCommand(
+                tenant_id=tenant,
+                mode=mode,
+                state="exit",
+                reason=reason,
+                recommendation=advice,
+                event_time=_dt(at),  # type: ignore[arg-type]
+            )
+        )

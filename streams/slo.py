@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from schemas.outputs import Alert, DegradeCommand
+from schemas.outputs import Alert
 from streams.durations import format_duration
-from streams.monitor import Outputs, TenantState, recommendation
+from streams.monitor import Outputs, TenantState, enter_mode, exit_mode, recommendation
 from streams.policy import Policy, TierSpec
 from streams.pricing import PriceTable
 from streams.rules import RuleSpec, step
@@ -220,9 +220,9 @@ class SloEvaluator:
             for mode in rule.degrade:
                 if t.state == "firing":
                     advice = _advice(sli, s, tier_name, mode, self.prices, row.top_model)
-                    self._enter(row.tenant_id, state, mode, rule.name, advice, at, out)
+                    enter_mode(row.tenant_id, state, mode, rule.name, advice, at, out)
                 else:
-                    self._exit(row.tenant_id, state, mode, rule.name, at, out)
+                    exit_mode(row.tenant_id, state, mode, rule.name, at, out)
         self._burn(row, tier, tier_name, state, at, out)
         return SlaSnapshot(
             ts=now,
@@ -342,51 +342,6 @@ class SloEvaluator:
             runbook=rule.runbook,
             labels={"tier": tier},
         )
-
-    @staticmethod
-    def _enter(
-        tenant: str,
-        state: TenantState,
-        mode: str,
-        reason: str,
-        advice: str,
-        at: float,
-        out: Outputs,
-    ) -> None:
-        reasons = state.degrade.setdefault(mode, {})
-        if not reasons:
-            out.degrades.append(
-                DegradeCommand(
-                    tenant_id=tenant,
-                    mode=mode,
-                    state="enter",
-                    reason=reason,
-                    recommendation=advice,
-                    event_time=datetime.fromtimestamp(at, UTC),
-                )  # type: ignore[arg-type]
-            )
-        reasons[reason] = advice
-
-    @staticmethod
-    def _exit(
-        tenant: str, state: TenantState, mode: str, reason: str, at: float, out: Outputs
-    ) -> None:
-        reasons = state.degrade.get(mode)
-        if not reasons or reason not in reasons:
-            return
-        advice = reasons.pop(reason)
-        if not reasons:
-            del state.degrade[mode]
-            out.degrades.append(
-                DegradeCommand(
-                    tenant_id=tenant,
-                    mode=mode,
-                    state="exit",
-                    reason=reason,
-                    recommendation=advice,
-                    event_time=datetime.fromtimestamp(at, UTC),
-                )  # type: ignore[arg-type]
-            )
 
 
 def sli_row(raw: tuple) -> SliRow:
