@@ -242,34 +242,12 @@ class Monitor:
             state.budget = BudgetState(day=day)
         elif day < state.budget.day:
             return  # a late call of a day already closed
-        plan_name, plan = self.policy.plan_of(tenant)
+        _, plan = self.policy.plan_of(tenant)
         limit = int(plan.daily_budget_usd * PICO)
-        warn_at = self.policy.budget.warn_at
-        for level in state.budget.add(cost_pico, limit, warn_at):
+        for level in state.budget.add(cost_pico, limit, self.policy.budget.warn_at):
             rule = "budget_warning" if level == WARNING else "budget_exceeded"
-            alert_id = f"{rule}:{tenant}:{day_name(day)}"
-            state.budget_alerts[rule] = alert_id
-            threshold = limit * (warn_at if level == WARNING else 1) / PICO
-            out.alerts.append(
-                Alert(
-                    alert_id=alert_id,
-                    rule=rule,
-                    state="firing",
-                    severity="warning" if level == WARNING else "critical",
-                    tenant_id=tenant,
-                    value=state.budget.spend_pico / PICO,
-                    threshold=threshold,
-                    window="1d",
-                    started_at=_dt(ts),
-                    event_time=_dt(ts),
-                    runbook=BUDGET_RUNBOOK,
-                    labels={
-                        "plan": plan_name,
-                        "day": day_name(day),
-                        "budget_usd": str(plan.daily_budget_usd),
-                    },
-                )
-            )
+            state.budget_alerts[rule] = f"{rule}:{tenant}:{day_name(day)}"
+            out.alerts.append(self._budget_alert(tenant, state, rule, "firing", ts, ts))
             if level == EXCEEDED:
                 for mode in self.policy.exceeded_modes(plan):
                     enter_mode(
@@ -284,35 +262,39 @@ class Monitor:
 
     def _close_day(self, tenant: str, state: TenantState, day_end: float, out: Outputs) -> None:
         """A new UTC day: resolve the budget alerts and leave the budget's degraded modes."""
-        plan_name, plan = self.policy.plan_of(tenant)
-        limit = int(plan.daily_budget_usd * PICO)
-        for rule, alert_id in sorted(state.budget_alerts.items(), reverse=True):
-            level = WARNING if rule == "budget_warning" else EXCEEDED
+        for rule in sorted(state.budget_alerts, reverse=True):
             out.alerts.append(
-                Alert(
-                    alert_id=alert_id,
-                    rule=rule,
-                    state="resolved",
-                    severity="warning" if level == WARNING else "critical",
-                    tenant_id=tenant,
-                    value=state.budget.spend_pico / PICO,
-                    threshold=limit
-                    * (self.policy.budget.warn_at if level == WARNING else 1)
-                    / PICO,
-                    window="1d",
-                    started_at=_dt(state.budget.day),
-                    event_time=_dt(day_end),
-                    runbook=BUDGET_RUNBOOK,
-                    labels={
-                        "plan": plan_name,
-                        "day": day_name(state.budget.day),
-                        "budget_usd": str(plan.daily_budget_usd),
-                    },
-                )
+                self._budget_alert(tenant, state, rule, "resolved", state.budget.day, day_end)
             )
         state.budget_alerts.clear()
         for mode in [m for m, reasons in state.degrade.items() if "budget_exceeded" in reasons]:
             exit_mode(tenant, state, mode, "budget_exceeded", day_end, out)
+
+    def _budget_alert(
+        self, tenant: str, state: TenantState, rule: str, change: str, started: float, at: float
+    ) -> Alert:
+        """The ``firing`` or ``resolved`` record of a budget alert of the tenant's current day."""
+        plan_name, plan = self.policy.plan_of(tenant)
+        warning = rule == "budget_warning"
+        limit = int(plan.daily_budget_usd * PICO)
+        return Alert(
+            alert_id=state.budget_alerts[rule],
+            rule=rule,
+            state=change,  # type: ignore[arg-type]
+            severity="warning" if warning else "critical",
+            tenant_id=tenant,
+            value=state.budget.spend_pico / PICO,
+            threshold=limit * (self.policy.budget.warn_at if warning else 1) / PICO,
+            window="1d",
+            started_at=_dt(started),
+            event_time=_dt(at),
+            runbook=BUDGET_RUNBOOK,
+            labels={
+                "plan": plan_name,
+                "day": day_name(state.budget.day),
+                "budget_usd": str(plan.daily_budget_usd),
+            },
+        )
 
     def budget_view(self, tenant: str) -> tuple[str, float, float, str]:
         """(plan, spend USD, limit USD, level) of a tenant's current day."""
