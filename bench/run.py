@@ -472,7 +472,7 @@ def breakdown(proc: Proc, wall: float) -> str:
     return (
         f"{batches:.0f} batches of {size:,.0f} records on average; processing them took "
         f"{busy:.1f} s of the {wall:.1f} s (ClickHouse inserts: {parts or 'n/a'}); the rest is "
-        f"Faust delivering records into the batch (take) and everything outside the agent"
+        f"fetching records from the broker and everything outside the batch"
     )
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-from faust.types import TP
+import orjson
 from prometheus_client import CollectorRegistry
 
 from schemas.outputs import Alert, DegradeCommand
@@ -21,6 +21,7 @@ from sinks.errors import StoreBusy
 from streams.dashboard import add_dashboard_view
 from streams.dedup import RecentIds
 from streams.global_rules import GlobalState
+from streams.ingest import Ingest, Outbox, read_states, state_topic
 from streams.metrics import Metrics
 from streams.monitor import Monitor, Outputs
 from streams.parse import ParseLimits
@@ -107,8 +108,10 @@ class Runtime:
 def create_app(runtime: Runtime) -> faust.App:
     """Build the Faust app for one worker process."""
     s = runtime.settings
+    # The events are consumed by streams.ingest in the group ``app_id``; Faust's own group
+    # (the global rules, the timer, the web server) is ``app_id-rules``.
     app = faust.App(
-        s.app_id,
+        f"{s.app_id}-rules",
         broker=[f"kafka://{host}" for host in s.bootstrap.split(",")],
         store="memory://",
         datadir=str(s.data_dir / "faust"),
@@ -126,27 +129,14 @@ def create_app(runtime: Runtime) -> faust.App:
         producer_max_request_size=s.max_record_bytes + 1_048_576,
         topic_partitions=s.partitions,
     )
-    # Table writes go through Faust's producer buffer, which pauses the stream whenever more
-    # than 100 messages wait; a batch writes one per changed tenant, so give it room. The
-    # buffer is flushed before every offset commit all the same.
-    app.producer.buffer.max_messages = 50_000
-    events_topic = app.topic(
-        s.events_topic, key_serializer="raw", value_serializer="raw", partitions=s.partitions
-    )
-    dlq_topic = app.topic(s.dlq_topic, key_serializer="raw", value_serializer="raw")
-    alerts_topic = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
-    degrade_topic = app.topic(s.degrade_topic, key_serializer="raw", value_serializer="raw")
-    # Budgets, rule states and degraded modes per tenant; co-partitioned with the events
-    # (written per batch, hence use_partitioner), recovered from its changelog on start.
-    # Raw keys: the partitioner hashes the key's bytes, which must be the tenant id exactly
-    # as producers key the events (a JSON key would hash with its quotes).
-    tenant_state = app.Table(
-        "tenant-state",
-        default=None,
-        partitions=s.partitions,
-        use_partitioner=True,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-    )
+    kafka = s.aiokafka_config()
+    # a refused record goes to the DLQ whole, with headers: leave room above the limit
+    outbox = Outbox(s.bootstrap, s.max_record_bytes + 1_048_576, kafka)
+    # Budgets, rule states and degraded modes per tenant, as last written to the changelog,
+    # for the tenants of the partitions this worker owns; tenant -> partition it lives in.
+    stored: dict[str, dict[str, Any]] = {}
+    home: dict[str, int] = {}
+    changelog = state_topic(s.app_id)
     monitor = runtime.monitor
     # Rules over all tenants: spend deltas from every partition meet on one partition.
     global_topic = app.topic(
@@ -156,6 +146,7 @@ def create_app(runtime: Runtime) -> faust.App:
         key_serializer="raw",
         value_serializer="json",
     )
+    global_topic_name = global_topic.get_topic_name()
     global_state = app.Table(
         "global-state",
         default=None,
@@ -167,7 +158,7 @@ def create_app(runtime: Runtime) -> faust.App:
     async def publish_dlq(
         key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
-        await dlq_topic.send(key=key, value=value, headers=headers)
+        await outbox.send(s.dlq_topic, value, key, headers)
 
     processor = BatchProcessor(
         source=runtime.source,
@@ -181,10 +172,29 @@ def create_app(runtime: Runtime) -> faust.App:
     )
     app.llmtel_processor = processor  # type: ignore[attr-defined]
 
-    @app.on_partitions_assigned.connect
-    async def _reload_applied(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    async def on_assigned(partitions: set[int]) -> None:
+        """A rebalance: read the states of new partitions; windows are rebuilt lazily."""
+        for tenant in [t for t, p in home.items() if p not in partitions]:
+            del stored[tenant], home[tenant]
+        new = partitions - set(home.values())
+        for p, states in (await read_states(s.bootstrap, changelog, new, kafka)).items():
+            for tenant, value in states.items():
+                stored[tenant], home[tenant] = value, p
         processor.forget_applied()
         monitor.forget()
+        for tenant, value in stored.items():  # quiet tenants too (status, SLA watchdog)
+            monitor.state(tenant, value)
+            monitor.partition_of.setdefault(tenant, home[tenant])
+
+    async def save_states(changed: dict[str, Any]) -> None:
+        """Write changed tenant states to the changelog partition of their events."""
+        for tenant, state in changed.items():
+            value = state.to_json()
+            p = monitor.partition_of.get(tenant, home.get(tenant))
+            if p is None:
+                continue  # a tenant this worker holds no events of
+            stored[tenant], home[tenant] = value, p
+            await outbox.send(changelog, orjson.dumps(value), tenant.encode(), partition=p)
 
     async def load_windows(partitions: set[int]) -> None:
         """Rebuild the rule windows of newly owned partitions from what ClickHouse holds."""
@@ -203,15 +213,19 @@ def create_app(runtime: Runtime) -> faust.App:
                 {"partition": p, "offset": out.spend_offsets[p], "minutes": minutes}
                 for p, minutes in out.spend.items()
             ]
-            await global_topic.send(key=b"global", value={"deltas": deltas})
+            await outbox.send(
+                global_topic_name,
+                orjson.dumps({"deltas": deltas}, option=orjson.OPT_NON_STR_KEYS),
+                b"global",
+            )
         for alert in out.alerts:
-            await alerts_topic.send(
-                key=(alert.tenant_id or "").encode(), value=alert.model_dump_json().encode()
+            await outbox.send(
+                s.alerts_topic, alert.model_dump_json().encode(), (alert.tenant_id or "").encode()
             )
             runtime.metrics.observe_alert(alert)
         for command in out.degrades:
-            await degrade_topic.send(
-                key=command.tenant_id.encode(), value=command.model_dump_json().encode()
+            await outbox.send(
+                s.degrade_topic, command.model_dump_json().encode(), command.tenant_id.encode()
             )
             runtime.metrics.observe_degrade(command)
         if out.alerts:
@@ -232,17 +246,22 @@ def create_app(runtime: Runtime) -> faust.App:
             _, spend, limit, _ = monitor.budget_view(tenant)
             runtime.metrics.set_budget_remaining(tenant, max(0.0, limit - spend))
 
-    @app.agent(events_topic, name="ingest")
-    async def ingest(stream: faust.StreamT) -> None:
+    @app.task
+    async def consume() -> None:
         try:
-            await consume(stream)
+            await outbox.start()
+            await ingest.run()
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
-            # Nothing of the failed batch was acked. Stop the worker rather than run on with
-            # a dead agent: a restart resumes from the last commit and skips what was stored.
+            # Nothing of the failed batch was committed. Stop the worker rather than run on
+            # without a consumer: a restart resumes from the last commit, skipping what is stored.
             log.critical(
                 "stopping the worker: a batch could not be processed: %s", exc, exc_info=True
             )
             await app.crash(exc)
+        finally:
+            await outbox.stop()
 
     @app.agent(global_topic, name="global-rules")
     async def evaluate_global(stream: faust.StreamT) -> None:
@@ -274,6 +293,7 @@ def create_app(runtime: Runtime) -> faust.App:
                 f"{d['partition']}:{d['offset']}" for d in message["deltas"]
             )
             await publish(Outputs(alerts=alerts), token)
+            await outbox.flush()
 
     slo = runtime.policy.slo
 
@@ -281,15 +301,14 @@ def create_app(runtime: Runtime) -> faust.App:
     async def sla_watchdog() -> None:
         """Every ``slo.interval``: SLIs of this worker's tenants against their tiers."""
         try:
-            await check_slas()
+            async with ingest.lock:  # not in the middle of a batch or a rebalance
+                await check_slas()
         except Exception:
             # ingestion goes on; the next run tries again
             log.exception("the SLA watchdog failed")
 
     async def check_slas() -> None:
-        partitions = sorted(
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == s.events_topic
-        )
+        partitions = sorted(ingest.assigned)
         if not partitions:
             return
         query = functools.partial(
@@ -304,10 +323,9 @@ def create_app(runtime: Runtime) -> faust.App:
         rows = await processor.store(query)
         now = datetime.now(UTC)
         out, snapshots = runtime.slo.evaluate(
-            [sli_row(r) for r in rows], lambda t: monitor.state(t, tenant_state.get(t)), now
+            [sli_row(r) for r in rows], lambda t: monitor.state(t, stored.get(t)), now
         )
-        for tenant, state in out.changed.items():
-            tenant_state[tenant] = state.to_json()
+        await save_states(out.changed)
         await publish(out, f"sla|{now.isoformat()}|{partitions}")
         if snapshots:
             columns = [[getattr(snap, name) for snap in snapshots] for name in SLA_COLUMN_NAMES]
@@ -318,19 +336,17 @@ def create_app(runtime: Runtime) -> faust.App:
                 columns,
                 f"sla|{now.isoformat()}|{partitions}",
             )
+        await outbox.flush()
 
     lags: dict[int, int] = {}
     throughput: list[tuple[float, int]] = []  # (wall time, records consumed so far)
 
-    def observe_lag(records: list[SourceRecord]) -> None:
-        last: dict[int, int] = {}
-        for r in records:
-            last[r.partition] = max(last.get(r.partition, -1), r.offset)
-        for partition, offset in last.items():
-            highwater = app.consumer.highwater(TP(s.events_topic, partition))
-            if highwater is not None:
-                lags[partition] = max(0, highwater - offset - 1)
-                runtime.metrics.set_lag(partition, lags[partition])
+    def observe_progress(records: list[SourceRecord]) -> None:
+        """After each batch (and each empty fetch): lag per partition, throughput."""
+        lags.clear()
+        lags.update(ingest.lags())
+        for partition, lag in lags.items():
+            runtime.metrics.set_lag(partition, lag)
         consumed = (throughput[-1][1] if throughput else 0) + len(records)
         throughput.append((time.time(), consumed))
         del throughput[:-120]
@@ -400,27 +416,31 @@ def create_app(runtime: Runtime) -> faust.App:
             "lag": {str(p): lag for p, lag in sorted(lags.items())},
         }
 
-    async def consume(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(s.batch_max, within=s.batch_within):
-            records = [
-                SourceRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in batch
-            ]
-            started = time.perf_counter()
-            await load_windows({r.partition for r in records})
-            result = await processor.process(runtime.sink, records)
-            out = monitor.apply_batch(
-                [(f.partition, f.offset, f.item) for f in result.accepted], tenant_state.get
-            )
-            for tenant, state in out.changed.items():
-                tenant_state[tenant] = state.to_json()
-            await publish(out, result.token)
-            runtime.metrics.observe_batch(result, time.perf_counter() - started)
-            observe_lag(records)
-            # Ack only now: every row and DLQ record of the batch is stored or queued for the
-            # flush Faust does before it commits.
-            for event in batch:
-                await stream.ack(event)
+    async def process(records: list[SourceRecord]) -> None:
+        """One batch; returns once everything it produced is stored (then Ingest commits)."""
+        started = time.perf_counter()
+        await load_windows({r.partition for r in records})
+        result = await processor.process(runtime.sink, records)
+        out = monitor.apply_batch(
+            [(f.partition, f.offset, f.item) for f in result.accepted], stored.get
+        )
+        await save_states(out.changed)
+        await publish(out, result.token)
+        await outbox.flush()
+        runtime.metrics.observe_batch(result, time.perf_counter() - started)
+
+    ingest = Ingest(
+        bootstrap=s.bootstrap,
+        topic=s.events_topic,
+        group=s.app_id,
+        process=process,
+        on_assigned=on_assigned,
+        on_progress=observe_progress,
+        batch_max=s.batch_max,
+        batch_within=s.batch_within,
+        session_timeout=s.session_timeout,
+        client=kafka,
+    )
 
     async def run_query(sql: str) -> tuple[list[str], list[str], list[tuple]]:
         return await runtime.sink_call(runtime.sink.query, sql)

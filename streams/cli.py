@@ -51,15 +51,27 @@ def _topics(settings: Settings) -> list[str]:
     ]
 
 
+def _ensure_topics(settings: Settings) -> None:
+    from streams.ingest import state_topic
+    from streams.kafka import ensure_state_topic, ensure_topics
+
+    security = settings.kafka_client_config()
+    ensure_topics(settings.bootstrap, _topics(settings), settings.partitions, **security)
+    ensure_state_topic(
+        settings.bootstrap,
+        settings.events_topic,
+        state_topic(settings.app_id),
+        settings.partitions,
+        **security,
+    )
+
+
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     """Create the topics and the ClickHouse tables, then exit."""
     from sinks.clickhouse import ClickHouseSink
-    from streams.kafka import ensure_topics
 
     _wait_for_cluster(settings)
-    ensure_topics(
-        settings.bootstrap, _topics(settings), settings.partitions, **settings.kafka_client_config()
-    )
+    _ensure_topics(settings)
     sink = ClickHouseSink(settings.dsn, tls=settings.clickhouse_tls())
     sink.ensure_tables()
     sink.close()
@@ -73,14 +85,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from sinks.clickhouse import _redact
     from streams.app import Runtime, create_app
-    from streams.kafka import ensure_topics
     from streams.policy import load_policy
 
     policy = load_policy(settings.policy)
     cluster = _wait_for_cluster(settings)
-    ensure_topics(
-        settings.bootstrap, _topics(settings), settings.partitions, **settings.kafka_client_config()
-    )
+    _ensure_topics(settings)
     runtime = Runtime(settings, policy, source=f"{cluster}/{settings.events_topic}")
     runtime.prepare()
     app = create_app(runtime)

@@ -8,8 +8,8 @@ something active (a pending or firing rule, a spent budget, a degraded mode) are
 evaluated at their partition's watermark when they go quiet, so alerts resolve and days end.
 
 State that must survive a restart (budget, rule states, degrade reasons, the last applied
-offset) is a ``TenantState``, stored by the worker in a Faust table; windows are rebuilt from
-ClickHouse.
+offset) is a ``TenantState``, stored by the worker in the tenant-state changelog topic;
+windows are rebuilt from ClickHouse.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def recommendation(mode: str, prices: PriceTable, model: str | None = None) -> s
 
 @dataclass(slots=True)
 class TenantState:
-    """What the worker must remember of a tenant across restarts (a Faust table value)."""
+    """What the worker must remember of a tenant across restarts (a changelog record)."""
 
     offset: int = -1  # position (Kafka offset, element of its array) of the last event applied
     index: int = -1

@@ -96,23 +96,40 @@ class Settings(BaseSettings):
                 config[key] = str(getattr(self, name))
         return config
 
-    def faust_credentials(self) -> Any:
-        """The same settings for the worker's aiokafka clients (Faust credentials), or None."""
+    def _ssl_context(self) -> Any:
+        """The TLS context of the worker's aiokafka clients, or None without TLS."""
         import ssl
 
+        if not self.kafka_security_protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        )
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(
+                str(self.kafka_ssl_certfile),
+                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+            )
+        return context
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """The same settings for the worker's own aiokafka consumer and producer."""
+        config: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        context = self._ssl_context()
+        if context is not None:
+            config["ssl_context"] = context
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()  # type: ignore[union-attr]
+        return config
+
+    def faust_credentials(self) -> Any:
+        """The same settings for the worker's Faust clients (Faust credentials), or None."""
         import faust
 
         protocol = self.kafka_security_protocol
-        context = None
-        if protocol.endswith("SSL"):
-            context = ssl.create_default_context(
-                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
-            )
-            if self.kafka_ssl_certfile:
-                context.load_cert_chain(
-                    str(self.kafka_ssl_certfile),
-                    str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
-                )
+        context = self._ssl_context()
         if protocol.startswith("SASL"):
             return faust.SASLCredentials(
                 username=self.kafka_sasl_username,

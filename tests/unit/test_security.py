@@ -1,3 +1,6 @@
+import asyncio
+
+import aiokafka
 import faust
 import pytest
 
@@ -49,6 +52,16 @@ def test_sasl_settings_reach_confluent_and_faust_clients(monkeypatch):
         "SCRAM-SHA-512",
     )
     assert credentials.protocol.value == "SASL_SSL"
+    config = settings.aiokafka_config()
+    assert (config["sasl_mechanism"], config["sasl_plain_username"]) == ("SCRAM-SHA-512", "svc")
+    assert config["sasl_plain_password"] == "p4ss" and config["ssl_context"] is not None
+
+    async def build() -> aiokafka.AIOKafkaConsumer:  # aiokafka wants a running loop
+        return aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **config)
+
+    consumer = asyncio.run(build())  # the worker's own consumer accepts them as they are
+    assert consumer._client._sasl_mechanism == "SCRAM-SHA-512"
+    assert consumer._client._security_protocol == "SASL_SSL"
     assert "p4ss" not in repr(settings) and "p4ss" not in str(settings.model_dump())
 
 
