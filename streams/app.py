@@ -173,11 +173,11 @@ def create_app(runtime: Runtime) -> faust.App:
     app.llmtel_processor = processor  # type: ignore[attr-defined]
 
     async def on_assigned(partitions: set[int]) -> None:
-        """A rebalance: read the states of new partitions; windows are rebuilt lazily."""
-        for tenant in [t for t, p in home.items() if p not in partitions]:
-            del stored[tenant], home[tenant]
-        new = partitions - set(home.values())
-        for p, states in (await read_states(s.bootstrap, changelog, new, kafka)).items():
+        """A rebalance: read the states of the partitions from the changelog, even of those
+        kept (another worker may have owned them in between); windows are rebuilt lazily."""
+        stored.clear()
+        home.clear()
+        for p, states in (await read_states(s.bootstrap, changelog, partitions, kafka)).items():
             for tenant, value in states.items():
                 stored[tenant], home[tenant] = value, p
         processor.forget_applied()
@@ -438,6 +438,7 @@ def create_app(runtime: Runtime) -> faust.App:
         on_progress=observe_progress,
         batch_max=s.batch_max,
         batch_within=s.batch_within,
+        batch_max_bytes=s.batch_max_bytes,
         session_timeout=s.session_timeout,
         client=kafka,
     )

@@ -29,6 +29,7 @@ from streams.pipeline import SourceRecord
 log = logging.getLogger(__name__)
 
 Partitions = set[int]
+FETCH_RECORDS = 1000  # records per getmany: a batch stops near its byte limit
 
 
 def state_topic(app_id: str) -> str:
@@ -107,6 +108,7 @@ class Ingest:
         on_progress: Callable[[list[SourceRecord]], None],
         batch_max: int,
         batch_within: float,
+        batch_max_bytes: int,
         session_timeout: float,
         client: dict[str, Any],
     ) -> None:
@@ -117,6 +119,7 @@ class Ingest:
         self.next_offset: dict[int, int] = {}  # per assigned partition: the next to process
         self.batch_max = batch_max
         self.batch_within = batch_within
+        self.batch_max_bytes = batch_max_bytes
         self.lock = asyncio.Lock()  # held by a batch, a rebalance, and the SLA watchdog
         self.generation = 0  # bumped at every rebalance: a batch fetched before is dropped
         self.assigned: Partitions = set()
@@ -173,19 +176,24 @@ class Ingest:
             await self.consumer.stop()
 
     async def _fetch(self) -> list[SourceRecord]:
-        """Up to ``batch_max`` records, waiting at most ``batch_within`` to fill the batch."""
+        """Up to ``batch_max`` records or ``batch_max_bytes`` of values, waiting at most
+        ``batch_within`` to fill the batch (records carrying arrays fill it by bytes)."""
         records: list[SourceRecord] = []
+        size = 0
         deadline = time.monotonic() + self.batch_within
-        while len(records) < self.batch_max:
+        while len(records) < self.batch_max and size < self.batch_max_bytes:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             fetched = await self.consumer.getmany(
-                timeout_ms=int(left * 1000) + 1, max_records=self.batch_max - len(records)
+                timeout_ms=int(left * 1000) + 1,
+                max_records=min(FETCH_RECORDS, self.batch_max - len(records)),
             )
             for tp, messages in fetched.items():
                 p = tp.partition
-                records.extend(SourceRecord(p, m.offset, m.key, m.value) for m in messages)
+                for m in messages:
+                    records.append(SourceRecord(p, m.offset, m.key, m.value))
+                    size += len(m.value or b"")
         return records
 
     def _refetch(self, records: list[SourceRecord]) -> None:

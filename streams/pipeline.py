@@ -202,5 +202,5 @@ class BatchProcessor:
         return BatchResult(len(records), fresh, rejected, skipped, token, duplicates)
 
 
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
+def _columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return list(zip(*rows, strict=True))

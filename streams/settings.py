@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     batch_max: int = Field(10_000, ge=1, description="records per processing batch at most")
     batch_within: float = Field(0.5, gt=0, le=60, description="seconds to wait to fill a batch")
+    batch_max_bytes: int = Field(
+        8_388_608, ge=1024, description="bytes of record values per batch at most"
+    )
     session_timeout: float = Field(10.0, gt=1, description="Kafka consumer session timeout, s")
     max_record_bytes: int = Field(1_048_576, ge=256, description="larger records go to the DLQ")
     max_event_age_days: float = Field(30.0, gt=0, description="older event times are rejected")
