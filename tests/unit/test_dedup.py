@@ -26,3 +26,14 @@ def test_load_rebuilds_the_index_from_stored_rows():
     assert ids.loaded(2) and not ids.loaded(3)
     assert ids.first_copy(2, "a", 5, 0, 100.0)
     assert not ids.first_copy(2, "b", 9, 0, 105.0)
+
+
+def test_positions_and_times_survive_packing():
+    ids = RecentIds(window=3600, max_ids=10)
+    big_offset, big_index, ts = 2**40 - 1, 2**24 - 1, 1_800_000_000.123
+    assert ids.first_copy(0, "e", big_offset, big_index, ts)
+    assert ids.first_copy(0, "e", big_offset, big_index, ts)  # read again: same position
+    assert not ids.first_copy(0, "e", big_offset - 1, big_index, ts)
+    assert not ids.first_copy(0, "e", big_offset, big_index - 1, ts)
+    ids.first_copy(0, "later", 1, 0, ts + 3600.5)  # "e" is now past the window
+    assert len(ids) == 1 and ids.first_copy(0, "e", 5, 0, ts + 3600.5)
