@@ -125,8 +125,6 @@ def create_app(runtime: Runtime) -> faust.App:
         broker_request_timeout=max(30.0, s.session_timeout * 3),
         broker_credentials=s.faust_credentials(),
         consumer_auto_offset_reset="earliest",
-        # a refused record goes to the DLQ whole, with headers: leave room above the limit
-        producer_max_request_size=s.max_record_bytes + 1_048_576,
         topic_partitions=s.partitions,
     )
     kafka = s.aiokafka_config()
@@ -170,7 +168,6 @@ def create_app(runtime: Runtime) -> faust.App:
         recent_ids=RecentIds(s.dedup_window_seconds, s.dedup_max_ids),
         store_content=runtime.policy.store_content,
     )
-    app.llmtel_processor = processor  # type: ignore[attr-defined]
 
     async def on_assigned(partitions: set[int]) -> None:
         """A rebalance: read the states of the partitions from the changelog, even of those
