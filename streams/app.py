@@ -131,9 +131,8 @@ def create_app(runtime: Runtime) -> faust.App:
     # a refused record goes to the DLQ whole, with headers: leave room above the limit
     outbox = Outbox(s.bootstrap, s.max_record_bytes + 1_048_576, kafka)
     # Budgets, rule states and degraded modes per tenant, as last written to the changelog,
-    # for the tenants of the partitions this worker owns; tenant -> partition it lives in.
+    # for the tenants of the partitions this worker owns (monitor.partition_of: where).
     stored: dict[str, dict[str, Any]] = {}
-    home: dict[str, int] = {}
     changelog = state_topic(s.app_id)
     monitor = runtime.monitor
     # Rules over all tenants: spend deltas from every partition meet on one partition.
@@ -172,25 +171,24 @@ def create_app(runtime: Runtime) -> faust.App:
     async def on_assigned(partitions: set[int]) -> None:
         """A rebalance: read the states of the partitions from the changelog, even of those
         kept (another worker may have owned them in between); windows are rebuilt lazily."""
+        found = await read_states(s.bootstrap, changelog, partitions, kafka)
         stored.clear()
-        home.clear()
-        for p, states in (await read_states(s.bootstrap, changelog, partitions, kafka)).items():
-            for tenant, value in states.items():
-                stored[tenant], home[tenant] = value, p
         processor.forget_applied()
         monitor.forget()
-        for tenant, value in stored.items():  # quiet tenants too (status, SLA watchdog)
-            monitor.state(tenant, value)
-            monitor.partition_of.setdefault(tenant, home[tenant])
+        for p, states in found.items():
+            for tenant, value in states.items():  # quiet tenants too (status, SLA watchdog)
+                stored[tenant] = value
+                monitor.state(tenant, value)
+                monitor.partition_of[tenant] = p
 
     async def save_states(changed: dict[str, Any]) -> None:
         """Write changed tenant states to the changelog partition of their events."""
         for tenant, state in changed.items():
             value = state.to_json()
-            p = monitor.partition_of.get(tenant, home.get(tenant))
+            p = monitor.partition_of.get(tenant)
             if p is None:
                 continue  # a tenant this worker holds no events of
-            stored[tenant], home[tenant] = value, p
+            stored[tenant] = value
             await outbox.send(changelog, orjson.dumps(value), tenant.encode(), partition=p)
 
     async def load_windows(partitions: set[int]) -> None:

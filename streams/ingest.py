@@ -234,30 +234,25 @@ class Ingest:
             log.warning("offsets not committed (the group rebalanced): %s", exc)
 
 
-def make_producer(bootstrap: str, max_request_size: int, client: dict[str, Any]) -> Any:
-    """The worker's producer: DLQ records, alerts, degrade commands, tenant states."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="llmtel-worker",
-        acks="all",
-        linger_ms=5,
-        max_request_size=max_request_size,
-        **client,
-    )
-
-
 class Outbox:
-    """The worker's producer, started with the ingest loop. ``flush`` returns once every record
+    """The worker's producer (DLQ records, alerts, degrade commands, tenant states, spend for
+    the global rules), started with the ingest loop. ``flush`` returns once every record
     sent since the last flush is acknowledged by the broker, and raises if one was not."""
 
     def __init__(self, bootstrap: str, max_request_size: int, client: dict[str, Any]) -> None:
-        self._args = (bootstrap, max_request_size, client)
-        self._producer: Any = None
+        self._config = dict(
+            bootstrap_servers=bootstrap,
+            client_id="llmtel-worker",
+            acks="all",
+            linger_ms=5,
+            max_request_size=max_request_size,
+            **client,
+        )
+        self._producer: Any = None  # created in start(): aiokafka wants the running loop
         self._pending: list[asyncio.Future] = []
 
     async def start(self) -> None:
-        bootstrap, max_request_size, client = self._args
-        self._producer = make_producer(bootstrap, max_request_size, client)
+        self._producer = AIOKafkaProducer(**self._config)
         await self._producer.start()
 
     async def send(
