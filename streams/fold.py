@@ -37,9 +37,9 @@ class RollupTotals:
     max_offset: int = 0
 
 
-def minute_of(ts: datetime) -> int:
-    """Epoch seconds of the minute ``ts`` falls in."""
-    return int(ts.timestamp()) // 60 * 60
+def minute_of(ts: float) -> int:
+    """Epoch seconds of the minute ``ts`` (epoch seconds) falls in."""
+    return int(ts) // 60 * 60
 
 
 def fold_llm_call(
@@ -49,7 +49,7 @@ def fold_llm_call(
     event: LlmCall = item.event  # type: ignore[assignment]
     key = (
         event.tenant_id,
-        minute_of(event.timestamp),
+        minute_of(item.ts),
         event.model,
         event.agent_id or "",
         partition,

@@ -26,7 +26,7 @@ from streams.parse import Accepted
 from streams.policy import Policy
 from streams.pricing import PICO, PriceTable
 from streams.rules import RuleSpec, RuleState, Transition, step
-from streams.windows import TenantWindow
+from streams.windows import HOURLY_ABOVE, MINUTE_RETENTION, Needs, TenantWindow
 
 BUDGET_RUNBOOK = "deploy/runbooks/README.md#budgets"
 
@@ -115,6 +115,14 @@ class Monitor:
         self.prices = prices
         self.rules = [r for r in policy.rule_specs() if r.scope == "tenant"]
         self.lateness = policy.allowed_lateness
+        metrics: dict[float, set[str]] = {}
+        for rule in self.rules:
+            metrics.setdefault(rule.window, set()).add(rule.metric)
+        self.needs = {window: Needs.of(names) for window, names in metrics.items()}
+        # minute buckets: what the windows summed from minutes (and late events) reach
+        self.bucket_needs = Needs.of(set().union(*metrics.values()))
+        minute_windows = [w for w in metrics if w <= HOURLY_ABOVE]
+        self.retention = min(MINUTE_RETENTION, max(minute_windows, default=0) + self.lateness + 60)
         self.windows: dict[int, dict[str, TenantWindow]] = {}
         self.states: dict[str, TenantState] = {}
         self.partition_of: dict[str, int] = {}
@@ -194,7 +202,7 @@ class Monitor:
         applied = False
         for offset, item in items:
             event = item.event
-            ts = event.timestamp.timestamp()
+            ts = item.ts
             position = (offset, item.index)  # the elements of an array share its offset
             if position > (state.offset, state.index):
                 boundary = int(ts) // 60 * 60
@@ -212,13 +220,13 @@ class Monitor:
                 applied = True
             if position > (window.offset, window.index):
                 if ts >= window.watermark - self.lateness:
-                    window.add(event, item.cost_pico)
+                    window.add(event, item.cost_pico, ts, self.bucket_needs)
                 else:
                     out.late_events += 1
                 window.offset, window.index = position
         if applied:
             self._evaluate(tenant, state, window, window.watermark, out)
-            window.evict()
+            window.evict(self.retention)
         return applied
 
     def _tick(
@@ -315,7 +323,9 @@ class Monitor:
         for rule in self.rules:
             summary = summaries.get(rule.window)
             if summary is None:
-                summary = summaries[rule.window] = window.summary(at, rule.window)
+                summary = summaries[rule.window] = window.summary(
+                    at, rule.window, self.needs[rule.window]
+                )
             value, samples, labels = summary.measure(rule.metric)
             new, transition = step(rule, state.rules.get(rule.name), value, samples, at, tenant)
             if new is None:

@@ -51,6 +51,7 @@ class Accepted(NamedTuple):
     event: Event
     cost_pico: int
     cost_source: str
+    ts: float  # event time, epoch seconds
 
 
 class Rejection(NamedTuple):
@@ -190,13 +191,14 @@ def _parse_element(
         event = EVENT_ADAPTER.validate_python(element)
     except ValidationError as exc:
         return INVALID_EVENT, _describe(exc)
-    age = now - event.timestamp
-    if age > limits.max_event_age:
+    ts = event.timestamp.timestamp()
+    age = now.timestamp() - ts
+    if age > limits.max_event_age.total_seconds():
         return (
             TIMESTAMP_OUT_OF_RANGE,
             f"timestamp {event.timestamp.isoformat()} is older than {limits.max_event_age}",
         )
-    if -age > limits.max_future:
+    if -age > limits.max_future.total_seconds():
         return (
             TIMESTAMP_OUT_OF_RANGE,
             f"timestamp {event.timestamp.isoformat()} is more than {limits.max_future} ahead",
@@ -212,9 +214,9 @@ def _parse_element(
         return UNKNOWN_TENANT, f"tenant {event.tenant_id!r} is not in the policy's allow-list"
     if isinstance(event, LlmCall):
         if event.cost_usd is not None:
-            return Accepted(index, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT)
+            return Accepted(index, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT, ts)
         cost, source = prices.cost(
             event.model, event.input_tokens, event.cached_input_tokens, event.output_tokens
         )
-        return Accepted(index, event, cost, source)
-    return Accepted(index, event, 0, "")
+        return Accepted(index, event, cost, source, ts)
+    return Accepted(index, event, 0, "", ts)

@@ -1,13 +1,17 @@
 """Event-time windows per tenant: per-minute aggregates, summed over a rule's window.
 
-Minute buckets cover the last ``MINUTE_RETENTION`` seconds of a tenant's event time; feedback
-(the one signal with a 24 h default window) also goes into hour buckets kept for 25 h.
-Latencies go into log buckets (2 % wide), so a p95 is within 1 % of the exact value.
+Minute buckets cover the longest minute window of the rules plus the allowed lateness (at most
+``MINUTE_RETENTION``); feedback (the one signal with a 24 h default window) also goes into hour
+buckets kept for 25 h. Latencies go into log buckets (2 % wide), so a p95 is within 1 % of the
+exact value. Each window length keeps a running total that moves a minute at a time: a rule
+evaluation adds the minutes that entered the window and subtracts those that left, instead of
+summing the whole window again.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -42,6 +46,25 @@ def quantile(histogram: dict[int, int], q: float) -> float | None:
         if seen > rank:
             return bucket_value(index)
     return bucket_value(max(histogram))
+
+
+LATENCY_METRICS = frozenset({"latency_p95_ms"})
+SESSION_METRICS = frozenset({"max_session_calls", "cost_per_session_usd"})
+
+
+class Needs(NamedTuple):
+    """Which of the costly parts (latency histograms, per-session maps) a window keeps."""
+
+    latencies: bool = True
+    sessions: bool = True
+
+    @classmethod
+    def of(cls, metrics: Iterable[str]) -> Needs:
+        names = set(metrics)
+        return cls(bool(names & LATENCY_METRICS), bool(names & SESSION_METRICS))
+
+
+ALL = Needs()
 
 
 @dataclass(slots=True)
@@ -119,17 +142,108 @@ class WindowSummary(NamedTuple):
         raise KeyError(metric)
 
 
+def fold(agg: MinuteAgg, event: Any, cost_pico: int, needs: Needs) -> None:
+    """Add one event to an aggregate."""
+    if isinstance(event, LlmCall):
+        agg.calls += 1
+        agg.errors += event.status != "ok"
+        agg.input_tokens += event.input_tokens
+        agg.output_tokens += event.output_tokens
+        agg.cost_pico += cost_pico
+        if needs.latencies and event.latency_ms is not None:
+            b = latency_bucket(event.latency_ms)
+            agg.latencies[b] = agg.latencies.get(b, 0) + 1
+        session = event.session_id
+        if needs.sessions and session:
+            agg.session_calls[session] = agg.session_calls.get(session, 0) + 1
+            agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
+    elif isinstance(event, Evaluation):
+        if event.name == "faithfulness":
+            agg.faith_sum += event.score
+            agg.faith_n += 1
+        elif event.name == "hallucination":
+            agg.halluc_n += 1
+            agg.halluc_hits += event.score >= 0.5
+    elif isinstance(event, Guardrail):
+        agg.injections += event.kind == "prompt_injection" and event.action == "blocked"
+    elif isinstance(event, ToolCall):
+        agg.injections += event.status == "blocked_injection"
+    elif isinstance(event, Feedback):
+        agg.feedback_sum += event.score
+        agg.feedback_n += 1
+
+
+def merge(total: MinuteAgg, agg: MinuteAgg, sign: int, needs: Needs) -> None:
+    """Add (``sign`` 1) or take away (-1) one minute's counts; float sums are left alone (a
+    summary sums them afresh, so taking away never leaves rounding residue)."""
+    total.calls += sign * agg.calls
+    total.errors += sign * agg.errors
+    total.input_tokens += sign * agg.input_tokens
+    total.output_tokens += sign * agg.output_tokens
+    total.cost_pico += sign * agg.cost_pico
+    total.faith_n += sign * agg.faith_n
+    total.halluc_n += sign * agg.halluc_n
+    total.halluc_hits += sign * agg.halluc_hits
+    total.injections += sign * agg.injections
+    total.feedback_n += sign * agg.feedback_n
+    if needs.latencies:
+        latencies = total.latencies
+        for b, n in agg.latencies.items():
+            left = latencies.get(b, 0) + sign * n
+            if left:
+                latencies[b] = left
+            else:
+                del latencies[b]
+    if needs.sessions:
+        calls, costs = total.session_calls, total.session_cost
+        for s, n in agg.session_calls.items():
+            left = calls.get(s, 0) + sign * n
+            if left:
+                calls[s] = left
+                costs[s] = costs.get(s, 0) + sign * agg.session_cost[s]
+            else:  # a session leaves the window with its last call, whatever it cost
+                del calls[s], costs[s]
+
+
+class Running:
+    """The counts of the minutes ``lo``..``hi`` (inclusive) for one window length."""
+
+    __slots__ = ("hi", "lo", "needs", "total")
+
+    def __init__(self, lo: int, hi: int, needs: Needs, minutes: dict[int, MinuteAgg]) -> None:
+        self.lo, self.hi, self.needs = lo, hi, needs
+        self.total = MinuteAgg()
+        for minute in range(lo, hi + 60, 60):
+            agg = minutes.get(minute)
+            if agg is not None:
+                merge(self.total, agg, 1, needs)
+
+    def move(self, lo: int, hi: int, minutes: dict[int, MinuteAgg]) -> None:
+        """Slide forward: take away the minutes before ``lo``, add those up to ``hi``."""
+        for minute in range(self.lo, lo, 60):
+            agg = minutes.get(minute)
+            if agg is not None:
+                merge(self.total, agg, -1, self.needs)
+        for minute in range(self.hi + 60, hi + 60, 60):
+            agg = minutes.get(minute)
+            if agg is not None:
+                merge(self.total, agg, 1, self.needs)
+        self.lo, self.hi = lo, hi
+
+
 class TenantWindow:
     """One tenant's recent event-time aggregates (in memory; rebuilt from ClickHouse on start)."""
 
-    __slots__ = ("hours", "index", "minutes", "offset", "watermark")
+    __slots__ = ("evicted", "hours", "index", "minutes", "offset", "runs", "watermark")
 
     def __init__(self) -> None:
         self.minutes: dict[int, MinuteAgg] = {}
         self.hours: dict[int, list[float]] = {}  # hour -> [feedback_sum, feedback_n]
+        self.runs: dict[float, Running] = {}  # window length -> its running total
         self.watermark = 0.0
         self.offset = -1  # position (Kafka offset, array element) of the last event aggregated
         self.index = -1
+        self.evicted = 0  # minutes before this one are gone
 
     def bucket(self, minute: int) -> MinuteAgg:
         agg = self.minutes.get(minute)
@@ -137,54 +251,37 @@ class TenantWindow:
             agg = self.minutes[minute] = MinuteAgg()
         return agg
 
-    def add(self, event: Any, cost_pico: int) -> None:
-        """Fold one accepted event into its minute (and hour) of event time."""
-        ts = event.timestamp.timestamp()
-        agg = self.bucket(int(ts) // 60 * 60)
-        if isinstance(event, LlmCall):
-            agg.calls += 1
-            agg.errors += event.status != "ok"
-            agg.input_tokens += event.input_tokens
-            agg.output_tokens += event.output_tokens
-            agg.cost_pico += cost_pico
-            if event.latency_ms is not None:
-                b = latency_bucket(event.latency_ms)
-                agg.latencies[b] = agg.latencies.get(b, 0) + 1
-            if event.session_id:
-                agg.session_calls[event.session_id] = agg.session_calls.get(event.session_id, 0) + 1
-                agg.session_cost[event.session_id] = (
-                    agg.session_cost.get(event.session_id, 0) + cost_pico
-                )
-        elif isinstance(event, Evaluation):
-            if event.name == "faithfulness":
-                agg.faith_sum += event.score
-                agg.faith_n += 1
-            elif event.name == "hallucination":
-                agg.halluc_n += 1
-                agg.halluc_hits += event.score >= 0.5
-        elif isinstance(event, Guardrail):
-            agg.injections += event.kind == "prompt_injection" and event.action == "blocked"
-        elif isinstance(event, ToolCall):
-            agg.injections += event.status == "blocked_injection"
-        elif isinstance(event, Feedback):
-            agg.feedback_sum += event.score
-            agg.feedback_n += 1
+    def add(self, event: Any, cost_pico: int, ts: float, needs: Needs = ALL) -> None:
+        """Fold one accepted event (event time ``ts``, epoch seconds) into its minute (and
+        hour) of event time, and into the running totals whose minutes hold it."""
+        minute = int(ts) // 60 * 60
+        fold(self.bucket(minute), event, cost_pico, needs)
+        for run in self.runs.values():
+            if run.lo <= minute <= run.hi:
+                fold(run.total, event, cost_pico, run.needs)
+        if isinstance(event, Feedback):
             hour = self.hours.setdefault(int(ts) // 3600 * 3600, [0.0, 0])
             hour[0] += event.score
             hour[1] += 1
         if ts > self.watermark:
             self.watermark = ts
 
-    def evict(self) -> None:
-        """Drop buckets no window can reach any more."""
-        oldest_minute = self.watermark - MINUTE_RETENTION
-        for minute in [m for m in self.minutes if m < oldest_minute]:
+    def evict(self, retention: float = MINUTE_RETENTION) -> None:
+        """Drop buckets no window can reach any more (minutes older than ``retention``)."""
+        oldest_minute = int(self.watermark - retention) // 60 * 60
+        if oldest_minute <= self.evicted:
+            return
+        self.evicted = oldest_minute
+        gone = [m for m in self.minutes if m < oldest_minute]
+        for minute in gone:
             del self.minutes[minute]
+        if gone:  # a total that still counts a dropped minute could not take it away
+            self.runs = {w: r for w, r in self.runs.items() if r.lo >= oldest_minute}
         oldest_hour = self.watermark - HOUR_RETENTION
         for hour in [h for h in self.hours if h < oldest_hour]:
             del self.hours[hour]
 
-    def summary(self, at: float, window: float) -> WindowSummary:
+    def summary(self, at: float, window: float, needs: Needs = ALL) -> WindowSummary:
         """Totals of the buckets overlapping (at - window, at]."""
         if window > HOURLY_ABOVE:
             start = at - window
@@ -194,48 +291,38 @@ class TenantWindow:
                     fsum += s
                     fn += n
             return WindowSummary(0, 0, 0, 0, 0, {}, 0.0, 0, 0, 0, 0, fsum, int(fn), {}, {})
-        total = MinuteAgg()
-        start = at - window
-        first = (int(start) // 60) * 60  # the minute holding the window's start
+        lo = int(at - window) // 60 * 60  # the minute holding the window's start
+        hi = int(at) // 60 * 60
         minutes = self.minutes
-        for minute in range(first, int(at) + 1, 60):
-            agg = minutes.get(minute)
-            if agg is None or minute + 60 <= start:
-                continue
-            total.calls += agg.calls
-            total.errors += agg.errors
-            total.input_tokens += agg.input_tokens
-            total.output_tokens += agg.output_tokens
-            total.cost_pico += agg.cost_pico
-            for b, n in agg.latencies.items():
-                total.latencies[b] = total.latencies.get(b, 0) + n
-            total.faith_sum += agg.faith_sum
-            total.faith_n += agg.faith_n
-            total.halluc_n += agg.halluc_n
-            total.halluc_hits += agg.halluc_hits
-            total.injections += agg.injections
-            total.feedback_sum += agg.feedback_sum
-            total.feedback_n += agg.feedback_n
-            for s, n in agg.session_calls.items():
-                total.session_calls[s] = total.session_calls.get(s, 0) + n
-            for s, c in agg.session_cost.items():
-                total.session_cost[s] = total.session_cost.get(s, 0) + c
+        run = self.runs.get(window)
+        if run is None or run.needs != needs or lo < run.lo or hi < run.hi or lo > run.hi:
+            run = self.runs[window] = Running(lo, hi, needs, minutes)
+        elif lo != run.lo or hi != run.hi:
+            run.move(lo, hi, minutes)
+        t = run.total
+        faith_sum = feedback_sum = 0.0
+        if t.faith_n or t.feedback_n:
+            for minute in range(lo, hi + 60, 60):
+                agg = minutes.get(minute)
+                if agg is not None:
+                    faith_sum += agg.faith_sum
+                    feedback_sum += agg.feedback_sum
         return WindowSummary(
-            total.calls,
-            total.errors,
-            total.input_tokens,
-            total.output_tokens,
-            total.cost_pico,
-            total.latencies,
-            total.faith_sum,
-            total.faith_n,
-            total.halluc_n,
-            total.halluc_hits,
-            total.injections,
-            total.feedback_sum,
-            total.feedback_n,
-            total.session_calls,
-            total.session_cost,
+            t.calls,
+            t.errors,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost_pico,
+            t.latencies,
+            faith_sum,
+            t.faith_n,
+            t.halluc_n,
+            t.halluc_hits,
+            t.injections,
+            feedback_sum,
+            t.feedback_n,
+            t.session_calls,
+            t.session_cost,
         )
 
 

@@ -18,7 +18,7 @@ def accepted(doc):
 
 def test_minute_of_truncates_event_time():
     ts = datetime(2026, 11, 22, 10, 7, 59, 999000, tzinfo=UTC)
-    assert minute_of(ts) == int(datetime(2026, 11, 22, 10, 7, tzinfo=UTC).timestamp())
+    assert minute_of(ts.timestamp()) == int(datetime(2026, 11, 22, 10, 7, tzinfo=UTC).timestamp())
 
 
 def test_calls_fold_per_tenant_model_agent_and_minute():

@@ -221,7 +221,7 @@ def test_session_rules_see_the_busiest_session():
             limits=ParseLimits(max_event_age=timedelta(days=3650)),
             now=datetime.now(UTC),
         )[0]
-        window.add(item.event, item.cost_pico)
+        window.add(item.event, item.cost_pico, item.ts)
     value, samples, labels = window.summary(window.watermark, 3600).measure("max_session_calls")
     assert (value, samples, labels) == (101, 1, {"session_id": "loop"})
 
