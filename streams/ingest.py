@@ -15,6 +15,7 @@ its events come from, and read back when that partition is assigned.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,21 @@ log = logging.getLogger(__name__)
 
 Partitions = set[int]
 FETCH_RECORDS = 1000  # records per getmany: a batch stops near its byte limit
+GC_YOUNGEST = 50_000  # allocations between collections of the youngest generation
+
+
+def tune_gc() -> None:
+    """Collect garbage less often, and never walk what start-up built.
+
+    A batch allocates objects by the hundred thousand, almost none of them in reference cycles.
+    At Python's default threshold (700) the collector runs every few events and walks the
+    batch, the windows and the states again and again: parsing measured 40 us per event with
+    the defaults and 22 us with this (README, Performance). Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()  # modules, schemas, Faust: moved out of every later collection
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNGEST, middle, oldest)
 
 
 def state_topic(app_id: str) -> str:
@@ -155,6 +171,7 @@ class Ingest:
         """Consume until cancelled (or until ``process`` raises)."""
         self.consumer = AIOKafkaConsumer(**self._config)
         await self.consumer.start()
+        tune_gc()
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         try:
             while True:
