@@ -412,14 +412,13 @@ class Metrics:
         tools: dict[tuple[str, str, str], int] = {}
         rag_latency: list[float] = []
         evaluations: dict[str, int] = {}
-        faithfulness: list[tuple[Any, float]] = []
+        faithfulness: list[tuple[float, float]] = []
         feedback: list[float] = []
         hallucinations = 0
         injections = 0
-        # Converting a datetime to epoch seconds costs more than the rest of an event's work,
-        # so it is done once per session per batch: a session's events share its tenant, hence
-        # a partition, and arrive in the order they were produced; the last one stands for it.
-        sessions: dict[tuple[str, str], Any] = {}
+        # a session's events share its tenant, hence a partition, and arrive in the order they
+        # were produced: the last one stands for it
+        sessions: dict[tuple[str, str], float] = {}
         last_of: dict[int, FreshEvent] = {}  # partition -> its last event in the batch
 
         for fresh in accepted:
@@ -428,7 +427,7 @@ class Metrics:
             kind = event.event_type
             agent = event.agent_id or ""
             if event.session_id:
-                sessions[(agent, event.session_id)] = event.timestamp
+                sessions[(agent, event.session_id)] = fresh.item.ts
             if kind == "llm_call":
                 key = (agent, event.model, event.tenant_id, event.status)
                 acc = llm.get(key)
@@ -461,7 +460,7 @@ class Metrics:
                     if event.score >= 0.5:
                         hallucinations += 1
                 elif name == "faithfulness":
-                    faithfulness.append((event.timestamp, event.score))
+                    faithfulness.append((fresh.item.ts, event.score))
             elif kind == "feedback":
                 feedback.append(event.score)
             elif (
@@ -486,16 +485,14 @@ class Metrics:
         for score in feedback:
             self.feedback.observe(score)
 
-        session_seconds = [
-            (agent, session, int(ts.timestamp())) for (agent, session), ts in sessions.items()
-        ]
-        faith_seconds = [(int(ts.timestamp()), score) for ts, score in faithfulness]
+        session_seconds = [(agent, session, int(ts)) for (agent, session), ts in sessions.items()]
+        faith_seconds = [(int(ts), score) for ts, score in faithfulness]
         counted = self._counted
         for partition, fresh in last_of.items():
             if fresh.offset > counted.get(partition, -1):
                 counted[partition] = fresh.offset
 
-        newest = max(int(f.item.event.timestamp.timestamp()) for f in last_of.values())
+        newest = max(int(f.item.ts) for f in last_of.values())
         for _, _, second in session_seconds:
             if second > newest:
                 newest = second

@@ -166,13 +166,11 @@ class BatchProcessor:
             accepted, refused = parse_record(
                 record.key, record.value, prices=self.prices, limits=self.limits, now=now
             )
-            if not events_done:
+            if refused and not events_done:
                 rejected.extend((record, r) for r in refused)
             for item in accepted:
                 e = item.event
-                if not self.recent_ids.first_copy(
-                    p, e.event_id, offset, item.index, e.timestamp.timestamp()
-                ):
+                if not self.recent_ids.first_copy(p, e.event_id, offset, item.index, item.ts):
                     duplicates += 1
                     continue
                 fresh.append(FreshEvent(p, offset, item))
