@@ -415,10 +415,16 @@ def create_app(runtime: Runtime) -> faust.App:
         """One batch; returns once everything it produced is stored (then Ingest commits)."""
         started = time.perf_counter()
         await load_windows({r.partition for r in records})
-        result = await processor.process(runtime.sink, records)
-        out = monitor.apply_batch(
-            [(f.partition, f.offset, f.item) for f in result.accepted], stored.get
-        )
+        batch = await processor.prepare(runtime.sink, records)
+        storing = asyncio.ensure_future(processor.store_batch(runtime.sink, batch))
+        try:
+            await asyncio.sleep(0)  # the insert starts on the sink thread ...
+            out = monitor.apply_batch(  # ... while the batch is folded into tenant states
+                [(f.partition, f.offset, f.item) for f in batch.fresh], stored.get
+            )
+            result = await storing
+        finally:
+            storing.cancel()  # a no-op once it is done
         await save_states(out.changed)
         await publish(out, result.token)
         await outbox.flush()

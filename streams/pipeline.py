@@ -61,6 +61,20 @@ class BatchResult(NamedTuple):
     duplicates: int = 0  # events whose event_id was already accepted (producer resends)
 
 
+class Prepared(NamedTuple):
+    """A batch parsed and folded into rows, nothing of it stored yet."""
+
+    consumed: int
+    fresh: list[FreshEvent]
+    rejected: list[tuple[SourceRecord, Rejection]]
+    skipped: int
+    duplicates: int
+    token: str
+    event_rows: list[tuple[Any, ...]]
+    rollups: dict[RollupKey, RollupTotals]
+    last_offsets: dict[int, int]  # partition -> the batch's last offset of it
+
+
 def dlq_headers(record: SourceRecord, rejection: Rejection, topic: str) -> list[tuple[str, bytes]]:
     """Headers of a DLQ record: why it was refused and where it came from."""
     headers = [
@@ -140,6 +154,10 @@ class BatchProcessor:
 
     async def process(self, sink: Any, records: Sequence[SourceRecord]) -> BatchResult:
         """Handle one batch; returns once every row it produced is stored."""
+        return await self.store_batch(sink, await self.prepare(sink, records))
+
+    async def prepare(self, sink: Any, records: Sequence[SourceRecord]) -> Prepared:
+        """Parse, price and fold a batch into rows, skipping what is stored already."""
         applied = await self.ensure_applied(sink)
         await self._load_recent_ids(sink, {r.partition for r in records})
         applied_events = applied["events"]
@@ -179,25 +197,50 @@ class BatchProcessor:
                 if not rollups_done and item.event.event_type == "llm_call":
                     fold_llm_call(rollups, p, offset, item)
 
-        for record, rejection in rejected:
+        token = self.source + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        last_offsets = {p: last for p, (_, last) in ranges.items()}
+        return Prepared(
+            len(records),
+            fresh,
+            rejected,
+            skipped,
+            duplicates,
+            token,
+            event_rows,
+            rollups,
+            last_offsets,
+        )
+
+    async def store_batch(self, sink: Any, batch: Prepared) -> BatchResult:
+        """Store a prepared batch's rows, then send its rejections to the DLQ.
+
+        The first insert is handed to the sink thread before this coroutine first waits, and
+        ClickHouse releases the GIL while it inserts: a caller that starts it as a task
+        can fold the batch into tenant states meanwhile.
+        """
+        token = batch.token
+        if batch.event_rows:
+            columns = _columns(batch.event_rows)
+            await self._store(
+                sink.insert, "events", EVENTS_COLUMN_NAMES, columns, "events|" + token
+            )
+        if batch.rollups:
+            columns = _columns(rollup_rows(self.source, batch.rollups))
+            await self._store(
+                sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, columns, "rollups|" + token
+            )
+        for record, rejection in batch.rejected:
             await self._dlq(
                 record.key, rejection.payload, dlq_headers(record, rejection, self.topic)
             )
-
-        token = self.source + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
-        if event_rows:
-            await self._store(
-                sink.insert, "events", EVENTS_COLUMN_NAMES, _columns(event_rows), "events|" + token
-            )
-        if rollups:
-            rows = rollup_rows(self.source, rollups)
-            await self._store(
-                sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, _columns(rows), "rollups|" + token
-            )
-        for p, (_, last) in ranges.items():
-            applied_events[p] = max(applied_events.get(p, -1), last)
-            applied_rollups[p] = max(applied_rollups.get(p, -1), last)
-        return BatchResult(len(records), fresh, rejected, skipped, token, duplicates)
+        applied = await self.ensure_applied(sink)
+        for name in ("events", "rollups_1m"):
+            done = applied[name]
+            for p, last in batch.last_offsets.items():
+                done[p] = max(done.get(p, -1), last)
+        return BatchResult(
+            batch.consumed, batch.fresh, batch.rejected, batch.skipped, token, batch.duplicates
+        )
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
