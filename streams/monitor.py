@@ -26,7 +26,7 @@ from streams.parse import Accepted
 from streams.policy import Policy
 from streams.pricing import PICO, PriceTable
 from streams.rules import RuleSpec, RuleState, Transition, step
-from streams.windows import HOURLY_ABOVE, MINUTE_RETENTION, Needs, TenantWindow
+from streams.windows import HOURLY_ABOVE, MEASURES, MINUTE_RETENTION, Needs, TenantWindow
 
 BUDGET_RUNBOOK = "deploy/runbooks/README.md#budgets"
 
@@ -326,7 +326,7 @@ class Monitor:
                 summary = summaries[rule.window] = window.summary(
                     at, rule.window, self.needs[rule.window]
                 )
-            value, samples, labels = summary.measure(rule.metric)
+            value, samples, labels = MEASURES[rule.metric](summary)
             new, transition = step(rule, state.rules.get(rule.name), value, samples, at, tenant)
             if new is None:
                 state.rules.pop(rule.name, None)

@@ -72,6 +72,9 @@ class ParseLimits(NamedTuple):
     allowed_tenants: frozenset[str] | None = None  # None: any tenant
 
 
+_validate = EVENT_ADAPTER.validator.validate_python  # the adapter's method, minus its wrapper
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:5]:
@@ -188,7 +191,7 @@ def _parse_element(
             f"event_type {_shown(event_type)} is not one of {', '.join(EVENT_TYPES)}",
         )
     try:
-        event = EVENT_ADAPTER.validate_python(element)
+        event = _validate(element)
     except ValidationError as exc:
         return INVALID_EVENT, _describe(exc)
     ts = event.timestamp.timestamp()

@@ -11,7 +11,7 @@ summing the whole window again.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -109,37 +109,46 @@ class WindowSummary(NamedTuple):
 
     def measure(self, metric: str) -> tuple[float | None, int, dict[str, str]]:
         """(value, samples, labels) of a rule metric; value None when there is nothing to measure."""
-        if metric == "spend_usd":
-            return self.cost_pico / 1e12, self.calls, {}
-        if metric == "error_rate":
-            return (self.errors / self.calls if self.calls else None), self.calls, {}
-        if metric == "latency_p95_ms":
-            n = sum(self.latencies.values())
-            return quantile(self.latencies, 0.95), n, {}
-        if metric == "faithfulness_mean":
-            return (self.faith_sum / self.faith_n if self.faith_n else None), self.faith_n, {}
-        if metric == "hallucination_rate":
-            return (self.halluc_hits / self.halluc_n if self.halluc_n else None), self.halluc_n, {}
-        if metric == "injections_blocked":
-            return float(self.injections), self.injections, {}
-        if metric == "max_session_calls":
-            if not self.session_calls:
-                return 0.0, 0, {}
-            session, calls = max(self.session_calls.items(), key=lambda kv: (kv[1], kv[0]))
-            return float(calls), len(self.session_calls), {"session_id": session}
-        if metric == "cost_per_session_usd":
-            n = len(self.session_cost)
-            return (sum(self.session_cost.values()) / 1e12 / n if n else None), n, {}
-        if metric == "token_efficiency":
-            value = self.output_tokens / self.input_tokens if self.input_tokens else None
-            return value, self.calls, {}
-        if metric == "feedback_mean":
-            return (
-                (self.feedback_sum / self.feedback_n if self.feedback_n else None),
-                self.feedback_n,
-                {},
-            )
-        raise KeyError(metric)
+        return MEASURES[metric](self)
+
+
+Measured = tuple[float | None, int, dict[str, str]]
+NO_LABELS: dict[str, str] = {}
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def _latency_p95(w: WindowSummary) -> Measured:
+    return quantile(w.latencies, 0.95), sum(w.latencies.values()), NO_LABELS
+
+
+def _max_session_calls(w: WindowSummary) -> Measured:
+    if not w.session_calls:
+        return 0.0, 0, NO_LABELS
+    session, calls = max(w.session_calls.items(), key=lambda kv: (kv[1], kv[0]))
+    return float(calls), len(w.session_calls), {"session_id": session}
+
+
+def _cost_per_session(w: WindowSummary) -> Measured:
+    n = len(w.session_cost)
+    return (sum(w.session_cost.values()) / 1e12 / n if n else None), n, NO_LABELS
+
+
+MEASURES: dict[str, Callable[[WindowSummary], Measured]] = {
+    "spend_usd": lambda w: (w.cost_pico / 1e12, w.calls, NO_LABELS),
+    "error_rate": lambda w: (_ratio(w.errors, w.calls), w.calls, NO_LABELS),
+    "latency_p95_ms": _latency_p95,
+    "faithfulness_mean": lambda w: (_ratio(w.faith_sum, w.faith_n), w.faith_n, NO_LABELS),
+    "hallucination_rate": lambda w: (_ratio(w.halluc_hits, w.halluc_n), w.halluc_n, NO_LABELS),
+    "injections_blocked": lambda w: (float(w.injections), w.injections, NO_LABELS),
+    "max_session_calls": _max_session_calls,
+    "cost_per_session_usd": _cost_per_session,
+    "token_efficiency": lambda w: (_ratio(w.output_tokens, w.input_tokens), w.calls, NO_LABELS),
+    "feedback_mean": lambda w: (_ratio(w.feedback_sum, w.feedback_n), w.feedback_n, NO_LABELS),
+}
+"""How each rule metric is read off a window's totals."""
 
 
 def fold(agg: MinuteAgg, event: Any, cost_pico: int, needs: Needs) -> None:
