@@ -41,8 +41,10 @@ class BudgetState:
             if self.spend_pico >= limit_pico * warn_at
             else OK
         )
+        if reached <= self.level:
+            return []
         crossed = list(range(self.level + 1, reached + 1))
-        self.level = max(self.level, reached)
+        self.level = reached
         return crossed
 
     def remaining_pico(self, limit_pico: int) -> int:

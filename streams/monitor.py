@@ -23,7 +23,7 @@ from schemas.outputs import Alert, DegradeCommand
 from streams.budget import DAY, EXCEEDED, LEVEL_NAMES, OK, WARNING, BudgetState, day_name, day_of
 from streams.durations import format_duration
 from streams.parse import Accepted
-from streams.policy import Policy
+from streams.policy import PlanSpec, Policy
 from streams.pricing import PICO, PriceTable
 from streams.rules import RuleSpec, RuleState, Transition, step
 from streams.windows import HOURLY_ABOVE, MEASURES, MINUTE_RETENTION, Needs, TenantWindow
@@ -127,6 +127,7 @@ class Monitor:
         self.states: dict[str, TenantState] = {}
         self.partition_of: dict[str, int] = {}
         self.watermarks: dict[int, float] = {}
+        self.limits: dict[str, tuple[PlanSpec, int]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def forget(self) -> None:
@@ -250,8 +251,7 @@ class Monitor:
             state.budget = BudgetState(day=day)
         elif day < state.budget.day:
             return  # a late call of a day already closed
-        _, plan = self.policy.plan_of(tenant)
-        limit = int(plan.daily_budget_usd * PICO)
+        plan, limit = self._limit(tenant)
         for level in state.budget.add(cost_pico, limit, self.policy.budget.warn_at):
             rule = "budget_warning" if level == WARNING else "budget_exceeded"
             state.budget_alerts[rule] = f"{rule}:{tenant}:{day_name(day)}"
@@ -267,6 +267,14 @@ class Monitor:
                         ts,
                         out,
                     )
+
+    def _limit(self, tenant: str) -> tuple[PlanSpec, int]:
+        """The tenant's plan and daily budget in pico-USD (the policy is fixed for a process)."""
+        known = self.limits.get(tenant)
+        if known is None:
+            _, plan = self.policy.plan_of(tenant)
+            known = self.limits[tenant] = (plan, int(plan.daily_budget_usd * PICO))
+        return known
 
     def _close_day(self, tenant: str, state: TenantState, day_end: float, out: Outputs) -> None:
         """A new UTC day: resolve the budget alerts and leave the budget's degraded modes."""
