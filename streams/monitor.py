@@ -26,7 +26,14 @@ from streams.parse import Accepted
 from streams.policy import PlanSpec, Policy
 from streams.pricing import PICO, PriceTable
 from streams.rules import RuleSpec, RuleState, Transition, step
-from streams.windows import HOURLY_ABOVE, MEASURES, MINUTE_RETENTION, Needs, TenantWindow
+from streams.windows import (
+    HOURLY_ABOVE,
+    MEASURES,
+    MINUTE_RETENTION,
+    Needs,
+    Retention,
+    TenantWindow,
+)
 
 BUDGET_RUNBOOK = "deploy/runbooks/README.md#budgets"
 
@@ -121,13 +128,22 @@ class Monitor:
         self.needs = {window: Needs.of(names) for window, names in metrics.items()}
         # minute buckets: what the windows summed from minutes (and late events) reach
         self.bucket_needs = Needs.of(set().union(*metrics.values()))
-        minute_windows = [w for w in metrics if w <= HOURLY_ABOVE]
-        self.retention = min(MINUTE_RETENTION, max(minute_windows, default=0) + self.lateness + 60)
+        self.retention = Retention(
+            self._reach(metrics),
+            self._reach({w: m for w, m in metrics.items() if Needs.of(m).latencies}),
+            self._reach({w: m for w, m in metrics.items() if Needs.of(m).sessions}),
+        )
         self.windows: dict[int, dict[str, TenantWindow]] = {}
         self.states: dict[str, TenantState] = {}
         self.partition_of: dict[str, int] = {}
         self.watermarks: dict[int, float] = {}
         self.limits: dict[str, tuple[PlanSpec, int]] = {}
+
+    def _reach(self, windows: dict[float, set[str]]) -> float:
+        """How far back minute buckets must reach for the longest of ``windows`` (summed from
+        minutes), with late events."""
+        longest = max((w for w in windows if w <= HOURLY_ABOVE), default=0)
+        return min(MINUTE_RETENTION, longest + self.lateness + 60)
 
     # -- lifecycle ---------------------------------------------------------------------
     def forget(self) -> None:

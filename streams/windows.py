@@ -67,6 +67,17 @@ class Needs(NamedTuple):
 ALL = Needs()
 
 
+class Retention(NamedTuple):
+    """Seconds of event time, behind a tenant's newest event, that its buckets keep."""
+
+    minutes: float = MINUTE_RETENTION
+    latencies: float = MINUTE_RETENTION  # latency histograms
+    sessions: float = MINUTE_RETENTION  # per-session maps
+
+
+LONGEST = Retention()
+
+
 @dataclass(slots=True)
 class MinuteAgg:
     """What one tenant did in one minute of event time."""
@@ -275,17 +286,35 @@ class TenantWindow:
         if ts > self.watermark:
             self.watermark = ts
 
-    def evict(self, retention: float = MINUTE_RETENTION) -> None:
-        """Drop buckets no window can reach any more (minutes older than ``retention``)."""
-        oldest_minute = int(self.watermark - retention) // 60 * 60
+    def evict(self, keep: Retention = LONGEST) -> None:
+        """Drop what no window can reach any more: minutes older than ``keep.minutes``, and
+        the latency histograms and session maps of minutes older than the longest window
+        that reads them."""
+        oldest_minute = int(self.watermark - keep.minutes) // 60 * 60
         if oldest_minute <= self.evicted:
             return
         self.evicted = oldest_minute
-        gone = [m for m in self.minutes if m < oldest_minute]
+        latency_cut = int(self.watermark - keep.latencies) // 60 * 60
+        session_cut = int(self.watermark - keep.sessions) // 60 * 60
+        gone = []
+        for minute, agg in self.minutes.items():
+            if minute < oldest_minute:
+                gone.append(minute)
+                continue
+            if minute < latency_cut and agg.latencies:
+                agg.latencies = {}
+            if minute < session_cut and agg.session_calls:
+                agg.session_calls, agg.session_cost = {}, {}
         for minute in gone:
             del self.minutes[minute]
-        if gone:  # a total that still counts a dropped minute could not take it away
-            self.runs = {w: r for w, r in self.runs.items() if r.lo >= oldest_minute}
+        # a total that still counts a trimmed minute could not take it away
+        self.runs = {
+            w: r
+            for w, r in self.runs.items()
+            if r.lo >= oldest_minute
+            and (r.lo >= latency_cut or not r.needs.latencies)
+            and (r.lo >= session_cut or not r.needs.sessions)
+        }
         oldest_hour = self.watermark - HOUR_RETENTION
         for hour in [h for h in self.hours if h < oldest_hour]:
             del self.hours[hour]

@@ -7,7 +7,7 @@ import pytest
 
 from streams.parse import ParseLimits, parse_record
 from streams.pricing import PriceTable
-from streams.windows import ALL, Needs, TenantWindow
+from streams.windows import ALL, Needs, Retention, TenantWindow
 from tests.factories import event, iso, record
 
 PRICES = PriceTable.shipped()
@@ -56,7 +56,7 @@ def test_running_totals_equal_a_fresh_sum(seed):
         )
         window.add(item.event, item.cost_pico, item.ts)
         if rng.random() < 0.3:
-            window.evict(3600 + 300 + 60)
+            window.evict(Retention(3600 + 300 + 60, 300 + 300 + 60, 3600 + 300 + 60))
         when = window.watermark - rng.choice([0, 0, 0, 90])  # now and then an earlier instant
         for length, needs in lengths.items():
             assert window.summary(when, length, needs) == fresh(window, when, length, needs)
