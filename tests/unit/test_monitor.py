@@ -242,3 +242,13 @@ def test_every_element_of_an_array_record_counts_in_budgets_and_windows():
     assert sum(agg.calls for agg in monitor.windows[0]["shop"].minutes.values()) == 2
     again = monitor.apply_batch([(0, 7, item) for item in items], lambda t: None)  # replayed
     assert again.alerts == [] and state.budget.spend_pico == 6 * 10**12
+
+
+def test_buckets_keep_what_the_longest_window_reading_them_reaches():
+    default = Monitor(Policy(), PRICES)
+    # 1 h rules + 5 min lateness + the minute in progress; latencies only for the 5 min p95
+    assert default.retention == (3600 + 300 + 60, 300 + 300 + 60, 3600 + 300 + 60)
+    slower = Policy.model_validate(
+        {"allowed_lateness": "1m", "rules": {"latency_p95_high": {"window": "30m"}}}
+    )
+    assert Monitor(slower, PRICES).retention == (3600 + 120, 1800 + 120, 3600 + 120)
