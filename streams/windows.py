@@ -11,6 +11,7 @@ summing the whole window again.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,9 +26,15 @@ HOUR_RETENTION = 25 * 3600
 HOURLY_ABOVE = 2 * 3600  # windows longer than this are summed from hour buckets
 
 
+_INDEXES = tuple(range(1024))  # shared ints: a histogram key costs no int object of its own
+
+
 def latency_bucket(ms: float) -> int:
     """Log bucket of a latency: bucket i holds (GAMMA**(i-1), GAMMA**i]."""
-    return 0 if ms <= 1 else math.ceil(math.log(ms) / _LOG_GAMMA)
+    if ms <= 1:
+        return 0
+    index = math.ceil(math.log(ms) / _LOG_GAMMA)
+    return _INDEXES[index] if index < 1024 else index
 
 
 def bucket_value(index: int) -> float:
@@ -175,6 +182,8 @@ def fold(agg: MinuteAgg, event: Any, cost_pico: int, needs: Needs) -> None:
             agg.latencies[b] = agg.latencies.get(b, 0) + 1
         session = event.session_id
         if needs.sessions and session:
+            # one string per session, not one per event: the minutes share it as their key
+            session = sys.intern(session)
             agg.session_calls[session] = agg.session_calls.get(session, 0) + 1
             agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
     elif isinstance(event, Evaluation):
