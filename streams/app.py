@@ -420,7 +420,7 @@ def create_app(runtime: Runtime) -> faust.App:
         try:
             await asyncio.sleep(0)  # the insert starts on the sink thread ...
             out = monitor.apply_batch(  # ... while the batch is folded into tenant states
-                [(f.partition, f.offset, f.item) for f in batch.fresh], stored.get
+                [(f.partition, f.offset, f.item) for f in batch.result.accepted], stored.get
             )
             result = await storing
         finally:

@@ -64,12 +64,7 @@ class BatchResult(NamedTuple):
 class Prepared(NamedTuple):
     """A batch parsed and folded into rows, nothing of it stored yet."""
 
-    consumed: int
-    fresh: list[FreshEvent]
-    rejected: list[tuple[SourceRecord, Rejection]]
-    skipped: int
-    duplicates: int
-    token: str
+    result: BatchResult  # what the batch does, once stored
     event_rows: list[tuple[Any, ...]]
     rollups: dict[RollupKey, RollupTotals]
     last_offsets: dict[int, int]  # partition -> the batch's last offset of it
@@ -199,17 +194,8 @@ class BatchProcessor:
 
         token = self.source + "|" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
         last_offsets = {p: last for p, (_, last) in ranges.items()}
-        return Prepared(
-            len(records),
-            fresh,
-            rejected,
-            skipped,
-            duplicates,
-            token,
-            event_rows,
-            rollups,
-            last_offsets,
-        )
+        result = BatchResult(len(records), fresh, rejected, skipped, token, duplicates)
+        return Prepared(result, event_rows, rollups, last_offsets)
 
     async def store_batch(self, sink: Any, batch: Prepared) -> BatchResult:
         """Store a prepared batch's rows, then send its rejections to the DLQ.
@@ -218,7 +204,7 @@ class BatchProcessor:
         ClickHouse releases the GIL while it inserts: a caller that starts it as a task
         can fold the batch into tenant states meanwhile.
         """
-        token = batch.token
+        token = batch.result.token
         if batch.event_rows:
             columns = _columns(batch.event_rows)
             await self._store(
@@ -229,7 +215,7 @@ class BatchProcessor:
             await self._store(
                 sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, columns, "rollups|" + token
             )
-        for record, rejection in batch.rejected:
+        for record, rejection in batch.result.rejected:
             await self._dlq(
                 record.key, rejection.payload, dlq_headers(record, rejection, self.topic)
             )
@@ -238,9 +224,7 @@ class BatchProcessor:
             done = applied[name]
             for p, last in batch.last_offsets.items():
                 done[p] = max(done.get(p, -1), last)
-        return BatchResult(
-            batch.consumed, batch.fresh, batch.rejected, batch.skipped, token, batch.duplicates
-        )
+        return batch.result
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
