@@ -14,6 +14,7 @@ windows are rebuilt from ClickHouse.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -129,9 +130,9 @@ class Monitor:
         # minute buckets: what the windows summed from minutes (and late events) reach
         self.bucket_needs = Needs.of(set().union(*metrics.values()))
         self.retention = Retention(
-            self._reach(metrics),
-            self._reach({w: m for w, m in metrics.items() if Needs.of(m).latencies}),
-            self._reach({w: m for w, m in metrics.items() if Needs.of(m).sessions}),
+            self._reach(self.needs),
+            self._reach(w for w, needs in self.needs.items() if needs.latencies),
+            self._reach(w for w, needs in self.needs.items() if needs.sessions),
         )
         self.windows: dict[int, dict[str, TenantWindow]] = {}
         self.states: dict[str, TenantState] = {}
@@ -139,7 +140,7 @@ class Monitor:
         self.watermarks: dict[int, float] = {}
         self.limits: dict[str, tuple[PlanSpec, int]] = {}
 
-    def _reach(self, windows: dict[float, set[str]]) -> float:
+    def _reach(self, windows: Iterable[float]) -> float:
         """How far back minute buckets must reach for the longest of ``windows`` (summed from
         minutes), with late events."""
         longest = max((w for w in windows if w <= HOURLY_ABOVE), default=0)
