@@ -129,16 +129,19 @@ class ClickHouseSink:
         self,
         table: str,
         column_names: Sequence[str],
-        columns: Sequence[Sequence[Any]],
+        rows: Sequence[Sequence[Any]],
         token: str,
     ) -> None:
-        """Insert column-oriented data as one block; a retry with the same token is a no-op.
+        """Insert rows (each in ``column_names`` order) as one block; a retry with the same
+        token is a no-op.
 
-        The block travels as JSON (JSONCompactColumns), which ClickHouse parses in C++: about
+        The block travels as JSON (JSONCompactEachRow), which ClickHouse parses in C++: about
         4x cheaper for the worker than encoding the Native format value by value in Python.
+        The rows are one orjson array without its brackets (ClickHouse takes a comma between
+        rows), which costs the worker half of transposing them into columns first.
         Decimals go as strings, so money stays exact; datetimes as ISO 8601 with their zone.
         """
-        if not columns or not columns[0]:
+        if not rows:
             return
         settings = {
             "insert_deduplication_token": token,
@@ -154,9 +157,9 @@ class ClickHouseSink:
             self.client.raw_insert(
                 table,
                 list(column_names),
-                orjson.dumps(columns, default=_json_value),
+                orjson.dumps(rows, default=_json_value)[1:-1],
                 settings=settings,
-                fmt="JSONCompactColumns",
+                fmt="JSONCompactEachRow",
             )
             ok = True
             failpoints.after_insert(table)

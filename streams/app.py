@@ -224,17 +224,17 @@ def create_app(runtime: Runtime) -> faust.App:
             )
             runtime.metrics.observe_degrade(command)
         if out.alerts:
-            columns = [list(c) for c in zip(*(alert_row(a) for a in out.alerts), strict=True)]
+            rows = [alert_row(a) for a in out.alerts]
             await processor.store(
-                runtime.sink.insert, "alerts", ALERT_COLUMN_NAMES, columns, "alerts|" + token
+                runtime.sink.insert, "alerts", ALERT_COLUMN_NAMES, rows, "alerts|" + token
             )
         if out.degrades:
-            columns = [list(c) for c in zip(*(degrade_row(d) for d in out.degrades), strict=True)]
+            rows = [degrade_row(d) for d in out.degrades]
             await processor.store(
                 runtime.sink.insert,
                 "degrade_events",
                 DEGRADE_COLUMN_NAMES,
-                columns,
+                rows,
                 "degrade|" + token,
             )
         for tenant in out.changed:
@@ -323,12 +323,12 @@ def create_app(runtime: Runtime) -> faust.App:
         await save_states(out.changed)
         await publish(out, f"sla|{now.isoformat()}|{partitions}")
         if snapshots:
-            columns = [[getattr(snap, name) for snap in snapshots] for name in SLA_COLUMN_NAMES]
+            snapshot_rows = [[getattr(s, name) for name in SLA_COLUMN_NAMES] for s in snapshots]
             await processor.store(
                 runtime.sink.insert,
                 "sla_snapshots",
                 SLA_COLUMN_NAMES,
-                columns,
+                snapshot_rows,
                 f"sla|{now.isoformat()}|{partitions}",
             )
         await outbox.flush()

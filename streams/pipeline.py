@@ -206,14 +206,13 @@ class BatchProcessor:
         """
         token = batch.result.token
         if batch.event_rows:
-            columns = _columns(batch.event_rows)
             await self._store(
-                sink.insert, "events", EVENTS_COLUMN_NAMES, columns, "events|" + token
+                sink.insert, "events", EVENTS_COLUMN_NAMES, batch.event_rows, "events|" + token
             )
         if batch.rollups:
-            columns = _columns(rollup_rows(self.source, batch.rollups))
+            rows = rollup_rows(self.source, batch.rollups)
             await self._store(
-                sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, columns, "rollups|" + token
+                sink.insert, "rollups_1m", ROLLUP_COLUMN_NAMES, rows, "rollups|" + token
             )
         for record, rejection in batch.result.rejected:
             await self._dlq(
@@ -225,7 +224,3 @@ class BatchProcessor:
             for p, last in batch.last_offsets.items():
                 done[p] = max(done.get(p, -1), last)
         return batch.result
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return list(zip(*rows, strict=True))

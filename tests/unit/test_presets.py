@@ -120,10 +120,10 @@ def sink(tmp_path_factory):
         | {"tool_success_rate": 1.0, "calls": 25, "error_budget_remaining": 1.0},
     ]
     defaults = {"window_end": NOW, "degraded_mode": "", "breaches": []}
-    columns = [
-        [snap[n] if snap[n] is not None else defaults.get(n) for snap in snapshots] for n in names
+    rows = [
+        [snap[n] if snap[n] is not None else defaults.get(n) for n in names] for snap in snapshots
     ]
-    sink.insert("sla_snapshots", names, columns, "sla-test")
+    sink.insert("sla_snapshots", names, rows, "sla-test")
     yield sink
     sink.close()
 
