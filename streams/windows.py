@@ -169,24 +169,40 @@ MEASURES: dict[str, Callable[[WindowSummary], Measured]] = {
 """How each rule metric is read off a window's totals."""
 
 
-def fold(agg: MinuteAgg, event: Any, cost_pico: int, needs: Needs) -> None:
-    """Add one event to an aggregate."""
-    if isinstance(event, LlmCall):
-        agg.calls += 1
-        agg.errors += event.status != "ok"
-        agg.input_tokens += event.input_tokens
-        agg.output_tokens += event.output_tokens
-        agg.cost_pico += cost_pico
-        if needs.latencies and event.latency_ms is not None:
-            b = latency_bucket(event.latency_ms)
-            agg.latencies[b] = agg.latencies.get(b, 0) + 1
-        session = event.session_id
-        if needs.sessions and session:
-            # one string per session, not one per event: the minutes share it as their key
-            session = sys.intern(session)
-            agg.session_calls[session] = agg.session_calls.get(session, 0) + 1
-            agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
-    elif isinstance(event, Evaluation):
+def call_keys(event: LlmCall) -> tuple[int | None, str | None]:
+    """The latency bucket and the session of an LLM call (None: it has none)."""
+    latency, session = event.latency_ms, event.session_id
+    # one string per session, not one per event: the minutes share it as their key
+    return (
+        latency_bucket(latency) if latency is not None else None,
+        sys.intern(session) if session else None,
+    )
+
+
+def add_call(
+    agg: MinuteAgg,
+    event: LlmCall,
+    cost_pico: int,
+    bucket: int | None,
+    session: str | None,
+    needs: Needs,
+) -> None:
+    """Add an LLM call, its ``call_keys`` worked out once for every aggregate it joins."""
+    agg.calls += 1
+    agg.errors += event.status != "ok"
+    agg.input_tokens += event.input_tokens
+    agg.output_tokens += event.output_tokens
+    agg.cost_pico += cost_pico
+    if bucket is not None and needs.latencies:
+        agg.latencies[bucket] = agg.latencies.get(bucket, 0) + 1
+    if session is not None and needs.sessions:
+        agg.session_calls[session] = agg.session_calls.get(session, 0) + 1
+        agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
+
+
+def add_other(agg: MinuteAgg, event: Any) -> None:
+    """Add an event that is not an LLM call."""
+    if isinstance(event, Evaluation):
         if event.name == "faithfulness":
             agg.faith_sum += event.score
             agg.faith_n += 1
@@ -284,14 +300,25 @@ class TenantWindow:
         """Fold one accepted event (event time ``ts``, epoch seconds) into its minute (and
         hour) of event time, and into the running totals whose minutes hold it."""
         minute = int(ts) // 60 * 60
-        fold(self.bucket(minute), event, cost_pico, needs)
+        if isinstance(event, LlmCall):
+            bucket, session = call_keys(event)
+            add_call(self.bucket(minute), event, cost_pico, bucket, session, needs)
+            for run in self.runs.values():
+                if run.lo <= minute <= run.hi:
+                    add_call(run.total, event, cost_pico, bucket, session, run.needs)
+            self._advance(ts)
+            return
+        add_other(self.bucket(minute), event)
         for run in self.runs.values():
             if run.lo <= minute <= run.hi:
-                fold(run.total, event, cost_pico, run.needs)
+                add_other(run.total, event)
         if isinstance(event, Feedback):
             hour = self.hours.setdefault(int(ts) // 3600 * 3600, [0.0, 0])
             hour[0] += event.score
             hour[1] += 1
+        self._advance(ts)
+
+    def _advance(self, ts: float) -> None:
         if ts > self.watermark:
             self.watermark = ts
 
