@@ -253,11 +253,14 @@ def merge(total: MinuteAgg, agg: MinuteAgg, sign: int, needs: Needs) -> None:
 class Running:
     """The counts of the minutes ``lo``..``hi`` (inclusive) for one window length."""
 
-    __slots__ = ("hi", "lo", "needs", "total")
+    __slots__ = ("closed", "hi", "lo", "needs", "total")
 
     def __init__(self, lo: int, hi: int, needs: Needs, minutes: dict[int, MinuteAgg]) -> None:
         self.lo, self.hi, self.needs = lo, hi, needs
         self.total = MinuteAgg()
+        # (faithfulness, feedback) score sums of the minutes lo..hi-60, summed in minute order;
+        # None: to be summed again (the run moved, or a late event joined one of them)
+        self.closed: tuple[float, float] | None = None
         for minute in range(lo, hi + 60, 60):
             agg = minutes.get(minute)
             if agg is not None:
@@ -274,6 +277,24 @@ class Running:
             if agg is not None:
                 merge(self.total, agg, 1, self.needs)
         self.lo, self.hi = lo, hi
+        self.closed = None
+
+    def float_sums(self, minutes: dict[int, MinuteAgg]) -> tuple[float, float]:
+        """The faithfulness and feedback score sums of the minutes lo..hi, added in minute
+        order (a running float total would keep rounding residue of what it took away)."""
+        closed = self.closed
+        if closed is None:
+            faith = feedback = 0.0
+            for minute in range(self.lo, self.hi, 60):
+                agg = minutes.get(minute)
+                if agg is not None:
+                    faith += agg.faith_sum
+                    feedback += agg.feedback_sum
+            closed = self.closed = (faith, feedback)
+        agg = minutes.get(self.hi)  # the open minute, read as it is now
+        if agg is None:
+            return closed
+        return closed[0] + agg.faith_sum, closed[1] + agg.feedback_sum
 
 
 class TenantWindow:
@@ -312,6 +333,8 @@ class TenantWindow:
         for run in self.runs.values():
             if run.lo <= minute <= run.hi:
                 add_other(run.total, event)
+                if minute != run.hi:
+                    run.closed = None
         if isinstance(event, Feedback):
             hour = self.hours.setdefault(int(ts) // 3600 * 3600, [0.0, 0])
             hour[0] += event.score
@@ -376,11 +399,7 @@ class TenantWindow:
         t = run.total
         faith_sum = feedback_sum = 0.0
         if t.faith_n or t.feedback_n:
-            for minute in range(lo, hi + 60, 60):
-                agg = minutes.get(minute)
-                if agg is not None:
-                    faith_sum += agg.faith_sum
-                    feedback_sum += agg.feedback_sum
+            faith_sum, feedback_sum = run.float_sums(minutes)
         return WindowSummary(
             t.calls,
             t.errors,

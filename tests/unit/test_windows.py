@@ -33,12 +33,22 @@ def random_event(rng: random.Random, at: datetime) -> dict:
 
 
 def fresh(window: TenantWindow, at: float, length: float, needs: Needs):
-    """The summary summed from the minute buckets alone."""
+    """The summary summed from the minute buckets alone, its score sums added minute by
+    minute in time order."""
     kept, window.runs = window.runs, {}
     try:
-        return window.summary(at, length, needs)
+        summary = window.summary(at, length, needs)
     finally:
         window.runs = kept
+    faith = feedback = 0.0
+    for minute in range(int(at - length) // 60 * 60, int(at) // 60 * 60 + 60, 60):
+        agg = window.minutes.get(minute)
+        if agg is not None:
+            faith += agg.faith_sum
+            feedback += agg.feedback_sum
+    if summary.faith_n or summary.feedback_n:
+        return summary._replace(faith_sum=faith, feedback_sum=feedback)
+    return summary
 
 
 @pytest.mark.parametrize("seed", range(12))
