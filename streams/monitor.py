@@ -127,6 +127,11 @@ class Monitor:
         for rule in self.rules:
             metrics.setdefault(rule.window, set()).add(rule.metric)
         self.needs = {window: Needs.of(names) for window, names in metrics.items()}
+        # per rule, in the policy's order: what an evaluation reads
+        self.checks = [
+            (rule, rule.name, rule.window, self.needs[rule.window], MEASURES[rule.metric])
+            for rule in self.rules
+        ]
         # minute buckets: what the windows summed from minutes (and late events) reach
         self.bucket_needs = Needs.of(set().union(*metrics.values()))
         self.retention = Retention(
@@ -345,18 +350,19 @@ class Monitor:
         self, tenant: str, state: TenantState, window: TenantWindow, at: float, out: Outputs
     ) -> None:
         summaries: dict[float, Any] = {}
-        for rule in self.rules:
-            summary = summaries.get(rule.window)
+        rules = state.rules
+        for rule, name, length, needs, measure in self.checks:
+            summary = summaries.get(length)
             if summary is None:
-                summary = summaries[rule.window] = window.summary(
-                    at, rule.window, self.needs[rule.window]
-                )
-            value, samples, labels = MEASURES[rule.metric](summary)
-            new, transition = step(rule, state.rules.get(rule.name), value, samples, at, tenant)
-            if new is None:
-                state.rules.pop(rule.name, None)
-            else:
-                state.rules[rule.name] = new
+                summary = summaries[length] = window.summary(at, length, needs)
+            value, samples, labels = measure(summary)
+            current = rules.get(name)
+            new, transition = step(rule, current, value, samples, at, tenant)
+            if new is not current:
+                if new is None:
+                    del rules[name]
+                else:
+                    rules[name] = new
             if transition is not None:
                 self._publish(tenant, state, transition, labels, out)
 

@@ -42,8 +42,10 @@ def bucket_value(index: int) -> float:
     return 1.0 if index <= 0 else 2 * GAMMA**index / (GAMMA + 1)
 
 
-def quantile(histogram: dict[int, int], q: float) -> float | None:
-    total = sum(histogram.values())
+def quantile(histogram: dict[int, int], q: float, total: int | None = None) -> float | None:
+    """The ``q`` quantile of a latency histogram (``total``: its count, when known)."""
+    if total is None:
+        total = sum(histogram.values())
     if total == 0:
         return None
     rank = q * (total - 1)
@@ -139,14 +141,17 @@ def _ratio(part: float, whole: float) -> float | None:
 
 
 def _latency_p95(w: WindowSummary) -> Measured:
-    return quantile(w.latencies, 0.95), sum(w.latencies.values()), NO_LABELS
+    total = sum(w.latencies.values())
+    return quantile(w.latencies, 0.95, total), total, NO_LABELS
 
 
 def _max_session_calls(w: WindowSummary) -> Measured:
-    if not w.session_calls:
+    calls = w.session_calls
+    if not calls:
         return 0.0, 0, NO_LABELS
-    session, calls = max(w.session_calls.items(), key=lambda kv: (kv[1], kv[0]))
-    return float(calls), len(w.session_calls), {"session_id": session}
+    most = max(calls.values())
+    session = max(s for s, n in calls.items() if n == most)  # a tie goes to the greatest id
+    return float(most), len(calls), {"session_id": session}
 
 
 def _cost_per_session(w: WindowSummary) -> Measured:
