@@ -29,8 +29,10 @@ from streams.pricing import PICO, PriceTable
 from streams.rules import RuleSpec, RuleState, Transition, step
 from streams.windows import (
     HOURLY_ABOVE,
+    LABELS,
     MEASURES,
     MINUTE_RETENTION,
+    NO_LABELS,
     Needs,
     Retention,
     TenantWindow,
@@ -129,7 +131,14 @@ class Monitor:
         self.needs = {window: Needs.of(names) for window, names in metrics.items()}
         # per rule, in the policy's order: what an evaluation reads
         self.checks = [
-            (rule, rule.name, rule.window, self.needs[rule.window], MEASURES[rule.metric])
+            (
+                rule,
+                rule.name,
+                rule.window,
+                self.needs[rule.window],
+                MEASURES[rule.metric],
+                LABELS.get(rule.metric),
+            )
             for rule in self.rules
         ]
         # minute buckets: what the windows summed from minutes (and late events) reach
@@ -351,11 +360,11 @@ class Monitor:
     ) -> None:
         summaries: dict[float, Any] = {}
         rules = state.rules
-        for rule, name, length, needs, measure in self.checks:
+        for rule, name, length, needs, measure, label in self.checks:
             summary = summaries.get(length)
             if summary is None:
                 summary = summaries[length] = window.summary(at, length, needs)
-            value, samples, labels = measure(summary)
+            value, samples = measure(summary)
             current = rules.get(name)
             new, transition = step(rule, current, value, samples, at, tenant)
             if new is not current:
@@ -364,6 +373,7 @@ class Monitor:
                 else:
                     rules[name] = new
             if transition is not None:
+                labels = label(summary) if label else NO_LABELS
                 self._publish(tenant, state, transition, labels, out)
 
     def _publish(

@@ -106,6 +106,10 @@ class MinuteAgg:
     feedback_n: int = 0
     session_calls: dict[str, int] = field(default_factory=dict)
     session_cost: dict[str, int] = field(default_factory=dict)
+    session_cost_sum: int = 0  # of session_cost's values
+    # a running total only: how many sessions have made n calls, and the greatest such n
+    session_counts: dict[int, int] | None = None
+    session_most: int = 0
 
 
 class WindowSummary(NamedTuple):
@@ -126,13 +130,17 @@ class WindowSummary(NamedTuple):
     feedback_n: int
     session_calls: dict[str, int]
     session_cost: dict[str, int]
+    session_cost_sum: int
+    session_most: int  # calls of the busiest session
 
     def measure(self, metric: str) -> tuple[float | None, int, dict[str, str]]:
         """(value, samples, labels) of a rule metric; value None when there is nothing to measure."""
-        return MEASURES[metric](self)
+        value, samples = MEASURES[metric](self)
+        labels = LABELS.get(metric)
+        return value, samples, labels(self) if labels else NO_LABELS
 
 
-Measured = tuple[float | None, int, dict[str, str]]
+Measured = tuple[float | None, int]
 NO_LABELS: dict[str, str] = {}
 
 
@@ -142,36 +150,40 @@ def _ratio(part: float, whole: float) -> float | None:
 
 def _latency_p95(w: WindowSummary) -> Measured:
     total = sum(w.latencies.values())
-    return quantile(w.latencies, 0.95, total), total, NO_LABELS
-
-
-def _max_session_calls(w: WindowSummary) -> Measured:
-    calls = w.session_calls
-    if not calls:
-        return 0.0, 0, NO_LABELS
-    most = max(calls.values())
-    session = max(s for s, n in calls.items() if n == most)  # a tie goes to the greatest id
-    return float(most), len(calls), {"session_id": session}
+    return quantile(w.latencies, 0.95, total), total
 
 
 def _cost_per_session(w: WindowSummary) -> Measured:
     n = len(w.session_cost)
-    return (sum(w.session_cost.values()) / 1e12 / n if n else None), n, NO_LABELS
+    return (w.session_cost_sum / 1e12 / n if n else None), n
+
+
+def _busiest_session(w: WindowSummary) -> dict[str, str]:
+    most = w.session_most
+    if not most:
+        return NO_LABELS
+    # a tie goes to the greatest id; looked for only when an alert changes state
+    return {"session_id": max(s for s, n in w.session_calls.items() if n == most)}
 
 
 MEASURES: dict[str, Callable[[WindowSummary], Measured]] = {
-    "spend_usd": lambda w: (w.cost_pico / 1e12, w.calls, NO_LABELS),
-    "error_rate": lambda w: (_ratio(w.errors, w.calls), w.calls, NO_LABELS),
+    "spend_usd": lambda w: (w.cost_pico / 1e12, w.calls),
+    "error_rate": lambda w: (_ratio(w.errors, w.calls), w.calls),
     "latency_p95_ms": _latency_p95,
-    "faithfulness_mean": lambda w: (_ratio(w.faith_sum, w.faith_n), w.faith_n, NO_LABELS),
-    "hallucination_rate": lambda w: (_ratio(w.halluc_hits, w.halluc_n), w.halluc_n, NO_LABELS),
-    "injections_blocked": lambda w: (float(w.injections), w.injections, NO_LABELS),
-    "max_session_calls": _max_session_calls,
+    "faithfulness_mean": lambda w: (_ratio(w.faith_sum, w.faith_n), w.faith_n),
+    "hallucination_rate": lambda w: (_ratio(w.halluc_hits, w.halluc_n), w.halluc_n),
+    "injections_blocked": lambda w: (float(w.injections), w.injections),
+    "max_session_calls": lambda w: (float(w.session_most), len(w.session_calls)),
     "cost_per_session_usd": _cost_per_session,
-    "token_efficiency": lambda w: (_ratio(w.output_tokens, w.input_tokens), w.calls, NO_LABELS),
-    "feedback_mean": lambda w: (_ratio(w.feedback_sum, w.feedback_n), w.feedback_n, NO_LABELS),
+    "token_efficiency": lambda w: (_ratio(w.output_tokens, w.input_tokens), w.calls),
+    "feedback_mean": lambda w: (_ratio(w.feedback_sum, w.feedback_n), w.feedback_n),
 }
 """How each rule metric is read off a window's totals."""
+
+LABELS: dict[str, Callable[[WindowSummary], dict[str, str]]] = {
+    "max_session_calls": _busiest_session,
+}
+"""The labels an alert of a metric carries, read off the window it fired or resolved in."""
 
 
 def call_keys(event: LlmCall) -> tuple[int | None, str | None]:
@@ -201,8 +213,12 @@ def add_call(
     if bucket is not None and needs.latencies:
         agg.latencies[bucket] = agg.latencies.get(bucket, 0) + 1
     if session is not None and needs.sessions:
-        agg.session_calls[session] = agg.session_calls.get(session, 0) + 1
+        calls = agg.session_calls
+        n = calls[session] = calls.get(session, 0) + 1
         agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
+        agg.session_cost_sum += cost_pico
+        if agg.session_counts is not None:
+            recount(agg, agg.session_counts, n - 1, n)
 
 
 def add_other(agg: MinuteAgg, event: Any) -> None:
@@ -245,14 +261,37 @@ def merge(total: MinuteAgg, agg: MinuteAgg, sign: int, needs: Needs) -> None:
             else:
                 del latencies[b]
     if needs.sessions:
-        calls, costs = total.session_calls, total.session_cost
+        calls, costs, counts = total.session_calls, total.session_cost, total.session_counts
         for s, n in agg.session_calls.items():
-            left = calls.get(s, 0) + sign * n
+            had = calls.get(s, 0)
+            left = had + sign * n
             if left:
                 calls[s] = left
-                costs[s] = costs.get(s, 0) + sign * agg.session_cost[s]
+                cost = sign * agg.session_cost[s]
+                costs[s] = costs.get(s, 0) + cost
+                total.session_cost_sum += cost
             else:  # a session leaves the window with its last call, whatever it cost
-                del calls[s], costs[s]
+                del calls[s]
+                total.session_cost_sum -= costs.pop(s)
+            if counts is not None:
+                recount(total, counts, had, left)
+
+
+def recount(total: MinuteAgg, counts: dict[int, int], had: int, now: int) -> None:
+    """A session of a running total went from ``had`` calls to ``now``: move it between the
+    counts of sessions per number of calls, and keep the greatest number with a session."""
+    if had:
+        left = counts[had] - 1
+        if left:
+            counts[had] = left
+        else:
+            del counts[had]
+    if now:
+        counts[now] = counts.get(now, 0) + 1
+    most = max(total.session_most, now)
+    while most and most not in counts:  # the busiest session lost calls: step down
+        most -= 1
+    total.session_most = most
 
 
 class Running:
@@ -262,7 +301,7 @@ class Running:
 
     def __init__(self, lo: int, hi: int, needs: Needs, minutes: dict[int, MinuteAgg]) -> None:
         self.lo, self.hi, self.needs = lo, hi, needs
-        self.total = MinuteAgg()
+        self.total = MinuteAgg(session_counts={} if needs.sessions else None)
         # (faithfulness, feedback) score sums of the minutes lo..hi-60, summed in minute order;
         # None: to be summed again (the run moved, or a late event joined one of them)
         self.closed: tuple[float, float] | None = None
@@ -368,7 +407,7 @@ class TenantWindow:
             if minute < latency_cut and agg.latencies:
                 agg.latencies = {}
             if minute < session_cut and agg.session_calls:
-                agg.session_calls, agg.session_cost = {}, {}
+                agg.session_calls, agg.session_cost, agg.session_cost_sum = {}, {}, 0
         for minute in gone:
             del self.minutes[minute]
         # a total that still counts a trimmed minute could not take it away
@@ -392,7 +431,7 @@ class TenantWindow:
                 if hour + 3600 > start and hour <= at:
                     fsum += s
                     fn += n
-            return WindowSummary(0, 0, 0, 0, 0, {}, 0.0, 0, 0, 0, 0, fsum, int(fn), {}, {})
+            return WindowSummary(0, 0, 0, 0, 0, {}, 0.0, 0, 0, 0, 0, fsum, int(fn), {}, {}, 0, 0)
         lo = int(at - window) // 60 * 60  # the minute holding the window's start
         hi = int(at) // 60 * 60
         minutes = self.minutes
@@ -421,6 +460,8 @@ class TenantWindow:
             t.feedback_n,
             t.session_calls,
             t.session_cost,
+            t.session_cost_sum,
+            t.session_most,
         )
 
 
@@ -475,7 +516,8 @@ def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict
     for tenant, minute, session, calls, cost in activity["sessions"]:
         agg = window(tenant).bucket(int(minute))
         agg.session_calls[session] = int(calls)
-        agg.session_cost[session] = int(Decimal(cost) * 10**12)
+        pico = agg.session_cost[session] = int(Decimal(cost) * 10**12)
+        agg.session_cost_sum += pico
     for tenant, hour, fsum, fn in activity["hours"]:
         window(tenant).hours[int(hour)] = [float(fsum or 0), int(fn)]
     return windows

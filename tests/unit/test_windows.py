@@ -69,7 +69,10 @@ def test_running_totals_equal_a_fresh_sum(seed):
             window.evict(Retention(3600 + 300 + 60, 300 + 300 + 60, 3600 + 300 + 60))
         when = window.watermark - rng.choice([0, 0, 0, 90])  # now and then an earlier instant
         for length, needs in lengths.items():
-            assert window.summary(when, length, needs) == fresh(window, when, length, needs)
+            summary = window.summary(when, length, needs)
+            assert summary == fresh(window, when, length, needs)
+            assert summary.session_most == max(summary.session_calls.values(), default=0)
+            assert summary.session_cost_sum == sum(summary.session_cost.values())
 
 
 def test_a_session_leaves_the_window_with_its_last_call_even_when_free():
