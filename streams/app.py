@@ -105,6 +105,20 @@ class Runtime:
         self.executor.shutdown()
 
 
+def make_worker(app: faust.App, log_level: str) -> Any:
+    """The Faust worker that runs ``app``, without its terminal spinner.
+
+    The spinner turns on at WARNING and above, and sets the root logger to DEBUG so that it
+    spins on every record: every ``log.debug`` in aiokafka and in the worker then builds a
+    LogRecord (a few per Kafka request and per record sent), only for the handler to drop it.
+    """
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=log_level, quiet=True)
+    worker.spinner = None
+    return worker
+
+
 def create_app(runtime: Runtime) -> faust.App:
     """Build the Faust app for one worker process."""
     s = runtime.settings

@@ -81,10 +81,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run one worker until SIGINT/SIGTERM."""
-    from faust.worker import Worker
-
     from sinks.clickhouse import _redact
-    from streams.app import Runtime, create_app
+    from streams.app import Runtime, create_app, make_worker
     from streams.policy import load_policy
 
     policy = load_policy(settings.policy)
@@ -97,7 +95,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         f"llmtel worker: kafka {settings.bootstrap} (cluster {cluster}), "
         f"clickhouse {_redact(settings.dsn)}, web http://{settings.web_host}:{settings.web_port}"
     )
-    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = make_worker(app, settings.log_level)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
