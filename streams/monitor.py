@@ -5,7 +5,8 @@ event time the tenant crosses, the rules are evaluated (so replaying the same ev
 the same alerts, whatever the batching), then the event is applied to the budget and to the
 tenant's windows; once more at the end of the batch, at the tenant's watermark. Tenants with
 something active (a pending or firing rule, a spent budget, a degraded mode) are also
-evaluated at their partition's watermark when they go quiet, so alerts resolve and days end.
+evaluated at their partition's watermark when they go quiet, so alerts resolve and days end
+(not again within the same minute unless a rule is pending: it would read the same buckets).
 
 State that must survive a restart (budget, rule states, degrade reasons, the last applied
 offset) is a ``TenantState``, stored by the worker in the tenant-state changelog topic;
@@ -141,6 +142,8 @@ class Monitor:
             )
             for rule in self.rules
         ]
+        # whole minutes: an evaluation within the minute of the last one reads the same buckets
+        self.whole_minutes = all(window % 60 == 0 for window in self.needs)
         # minute buckets: what the windows summed from minutes (and late events) reach
         self.bucket_needs = Needs.of(set().union(*metrics.values()))
         self.retention = Retention(
@@ -264,12 +267,24 @@ class Monitor:
     def _tick(
         self, tenant: str, state: TenantState, window: TenantWindow, at: float, out: Outputs
     ) -> bool:
-        """Evaluate a quiet tenant at its partition's watermark."""
+        """Evaluate a quiet tenant at its partition's watermark; False if nothing could change."""
         if state.budget.level > OK and day_of(at) > state.budget.day:
             self._close_day(tenant, state, state.budget.day + DAY, out)
             state.budget = BudgetState(day=day_of(at))
+        elif self._settled(state, window, at):
+            return False
         self._evaluate(tenant, state, window, at, out)
         return True
+
+    def _settled(self, state: TenantState, window: TenantWindow, at: float) -> bool:
+        """True when evaluating a quiet tenant at ``at`` would repeat its last evaluation: the
+        same minute (so every window reads the same buckets) and no rule pending (the only
+        state that moves with time alone)."""
+        return (
+            self.whole_minutes
+            and int(at) // 60 == int(window.evaluated) // 60
+            and all(rule.status != "pending" for rule in state.rules.values())
+        )
 
     # -- budgets -----------------------------------------------------------------------
     def _spend(
@@ -375,6 +390,7 @@ class Monitor:
             if transition is not None:
                 labels = label(summary) if label else NO_LABELS
                 self._publish(tenant, state, transition, labels, out)
+        window.evaluated = at
 
     def _publish(
         self, tenant: str, state: TenantState, t: Transition, labels: dict[str, str], out: Outputs

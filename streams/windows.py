@@ -344,7 +344,16 @@ class Running:
 class TenantWindow:
     """One tenant's recent event-time aggregates (in memory; rebuilt from ClickHouse on start)."""
 
-    __slots__ = ("evicted", "hours", "index", "minutes", "offset", "runs", "watermark")
+    __slots__ = (
+        "evaluated",
+        "evicted",
+        "hours",
+        "index",
+        "minutes",
+        "offset",
+        "runs",
+        "watermark",
+    )
 
     def __init__(self) -> None:
         self.minutes: dict[int, MinuteAgg] = {}
@@ -354,6 +363,7 @@ class TenantWindow:
         self.offset = -1  # position (Kafka offset, array element) of the last event aggregated
         self.index = -1
         self.evicted = 0  # minutes before this one are gone
+        self.evaluated = 0.0  # event time of the last rule evaluation
 
     def bucket(self, minute: int) -> MinuteAgg:
         agg = self.minutes.get(minute)

@@ -252,3 +252,47 @@ def test_buckets_keep_what_the_longest_window_reading_them_reaches():
         {"allowed_lateness": "1m", "rules": {"latency_p95_high": {"window": "30m"}}}
     )
     assert Monitor(slower, PRICES).retention == (3600 + 120, 1800 + 120, 3600 + 120)
+
+
+class Unskipping(Monitor):
+    """Evaluates every quiet tenant at every batch, as the monitor did before it skipped."""
+
+    def _settled(self, state, window, at):
+        return False
+
+
+def test_skipping_a_quiet_tenant_in_the_same_minute_changes_no_alert():
+    # "flaky" fails for 3 minutes, then goes quiet while its alert is pending; "steady" keeps
+    # its partition's watermark moving, one event per batch, so "flaky" is ticked at every
+    # batch while it is active: its alert fires and resolves in ticks
+    feeds = {"skipping": Feed(), "unskipping": Feed()}
+    feeds["unskipping"].monitor = Unskipping(Policy(), PRICES)
+    evaluations = {}
+    for name, feed in feeds.items():
+        counted = feed.monitor._evaluate
+        evaluations[name] = 0
+
+        def counting(*args, _counted=counted, _name=name):
+            evaluations[_name] += 1
+            return _counted(*args)
+
+        feed.monitor._evaluate = counting
+        start = DAY_START + timedelta(hours=9)
+        for second in range(0, 40 * 60, 7):
+            at = start + timedelta(seconds=second)
+            docs = [call("steady", at, "0.001", status="ok")]
+            if second < 3 * 60:
+                docs += [
+                    call("flaky", at + timedelta(seconds=s), "0.001", status="error")
+                    for s in range(3)
+                ]
+            for doc in docs:
+                feed.send(doc)
+    skipping, unskipping = feeds["skipping"], feeds["unskipping"]
+    rules = [(a.rule, a.state, a.tenant_id) for a in skipping.alerts]
+    assert ("error_rate_high", "firing", "flaky") in rules
+    assert ("error_rate_high", "resolved", "flaky") in rules
+    assert [a.model_dump() for a in skipping.alerts] == [a.model_dump() for a in unskipping.alerts]
+    assert skipping.degrades == unskipping.degrades
+    assert skipping.stored == unskipping.stored
+    assert evaluations["skipping"] < evaluations["unskipping"]
