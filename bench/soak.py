@@ -54,6 +54,31 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def verdict(samples: list[dict[str, float]], rate: float) -> dict[str, Any]:
+    """Lag and RSS by thirds of the run, RSS at the start and end of its last quarter, and
+    whether each levelled off: lag when the last third's mean is within twice the first
+    third's (or two seconds of traffic), RSS when the last quarter rose less than 5 %."""
+    third = max(1, len(samples) // 3)
+    first, last = samples[:third], samples[-third:]
+    quarter = samples[-max(2, len(samples) // 4) :]
+    head, tail = quarter[: max(1, len(quarter) // 3)], quarter[-max(1, len(quarter) // 3) :]
+    result: dict[str, Any] = {
+        "samples": len(samples),
+        "lag_first_third": round(_mean([s["lag"] for s in first])),
+        "lag_last_third": round(_mean([s["lag"] for s in last])),
+        "rss_mb_first_third": round(_mean([s["rss_mb"] for s in first])),
+        "rss_mb_last_third": round(_mean([s["rss_mb"] for s in last])),
+        "rss_mb_last_quarter": [
+            round(_mean([s["rss_mb"] for s in head])),
+            round(_mean([s["rss_mb"] for s in tail])),
+        ],
+    }
+    start_mb, end_mb = result["rss_mb_last_quarter"]
+    result["lag_bounded"] = result["lag_last_third"] <= max(2 * rate, 2 * result["lag_first_third"])
+    result["rss_bounded"] = end_mb <= 1.05 * max(1, start_mb)
+    return result
+
+
 def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     prices = PriceTable.shipped()
     tenants = tenant_names(args.tenants)
@@ -100,28 +125,10 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             next_sample += args.every
         time.sleep(max(0.0, tick - (time.monotonic() - t0)))
     sender.flush()
-    third = max(1, len(samples) // 3)
-    first, last = samples[:third], samples[-third:]
-    quarter = samples[-max(2, len(samples) // 4) :]
-    head, tail = quarter[: max(1, len(quarter) // 3)], quarter[-max(1, len(quarter) // 3) :]
-    result = {
-        "minutes": args.minutes,
-        "rate": args.rate,
-        "samples": len(samples),
-        "lag_first_third": round(_mean([s["lag"] for s in first])),
-        "lag_last_third": round(_mean([s["lag"] for s in last])),
-        "rss_mb_first_third": round(_mean([s["rss_mb"] for s in first])),
-        "rss_mb_last_third": round(_mean([s["rss_mb"] for s in last])),
-        "rss_mb_last_quarter": [
-            round(_mean([s["rss_mb"] for s in head])),
-            round(_mean([s["rss_mb"] for s in tail])),
-        ],
-        "peak_rss_mb": peak_rss_mb(worker.popen.pid, "VmHWM"),
-    }
-    bounded_lag = result["lag_last_third"] <= max(2 * args.rate, 2 * result["lag_first_third"])
+    result = {"minutes": args.minutes, "rate": args.rate, **verdict(samples, args.rate)}
+    result["peak_rss_mb"] = peak_rss_mb(worker.popen.pid, "VmHWM")
     start_mb, end_mb = result["rss_mb_last_quarter"]
-    bounded_rss = end_mb <= 1.05 * max(1, start_mb)
-    result["lag_bounded"], result["rss_bounded"] = bounded_lag, bounded_rss
+    bounded_lag, bounded_rss = result["lag_bounded"], result["rss_bounded"]
     say(
         f"lag: {result['lag_first_third']} → {result['lag_last_third']} records ({'bounded' if bounded_lag else 'GROWING'})"
     )
