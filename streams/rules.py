@@ -1,7 +1,7 @@
 """Alert rules: what each measures, its defaults, and the firing/resolved state machine.
 
-Pure: a rule is evaluated on a ``WindowSummary`` at an event time; ``step`` moves one rule's
-state for one tenant and says whether an alert fires or resolves. Fires once per episode:
+Pure: a rule is evaluated on a window's totals (``MinuteAgg``) at an event time; ``step``
+moves one rule's state for one tenant and says whether an alert fires or resolves. Fires once per episode:
 ``pending`` while the condition holds for less than ``for``, ``firing`` after, and resolved
 only once the value is back past the threshold by the hysteresis margin.
 """
@@ -19,7 +19,7 @@ class RuleSpec:
     """One alert rule as configured."""
 
     name: str
-    metric: str  # a key of WindowSummary.values()
+    metric: str  # a key of windows.MEASURES
     op: Op
     threshold: float
     window: float  # seconds

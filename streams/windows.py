@@ -89,7 +89,8 @@ LONGEST = Retention()
 
 @dataclass(slots=True)
 class MinuteAgg:
-    """What one tenant did in one minute of event time."""
+    """What one tenant did in one minute of event time; also the running total of a window
+    of minutes, whose score sums are set when it is read (``TenantWindow.summary``)."""
 
     calls: int = 0
     errors: int = 0
@@ -111,28 +112,6 @@ class MinuteAgg:
     session_counts: dict[int, int] | None = None
     session_most: int = 0
 
-
-class WindowSummary(NamedTuple):
-    """A window's totals, from which each rule reads its metric."""
-
-    calls: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost_pico: int
-    latencies: dict[int, int]
-    faith_sum: float
-    faith_n: int
-    halluc_n: int
-    halluc_hits: int
-    injections: int
-    feedback_sum: float
-    feedback_n: int
-    session_calls: dict[str, int]
-    session_cost: dict[str, int]
-    session_cost_sum: int
-    session_most: int  # calls of the busiest session
-
     def measure(self, metric: str) -> tuple[float | None, int, dict[str, str]]:
         """(value, samples, labels) of a rule metric; value None when there is nothing to measure."""
         value, samples = MEASURES[metric](self)
@@ -148,17 +127,17 @@ def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def _latency_p95(w: WindowSummary) -> Measured:
+def _latency_p95(w: MinuteAgg) -> Measured:
     total = sum(w.latencies.values())
     return quantile(w.latencies, 0.95, total), total
 
 
-def _cost_per_session(w: WindowSummary) -> Measured:
+def _cost_per_session(w: MinuteAgg) -> Measured:
     n = len(w.session_cost)
     return (w.session_cost_sum / 1e12 / n if n else None), n
 
 
-def _busiest_session(w: WindowSummary) -> dict[str, str]:
+def _busiest_session(w: MinuteAgg) -> dict[str, str]:
     most = w.session_most
     if not most:
         return NO_LABELS
@@ -166,7 +145,7 @@ def _busiest_session(w: WindowSummary) -> dict[str, str]:
     return {"session_id": max(s for s, n in w.session_calls.items() if n == most)}
 
 
-MEASURES: dict[str, Callable[[WindowSummary], Measured]] = {
+MEASURES: dict[str, Callable[[MinuteAgg], Measured]] = {
     "spend_usd": lambda w: (w.cost_pico / 1e12, w.calls),
     "error_rate": lambda w: (_ratio(w.errors, w.calls), w.calls),
     "latency_p95_ms": _latency_p95,
@@ -180,7 +159,7 @@ MEASURES: dict[str, Callable[[WindowSummary], Measured]] = {
 }
 """How each rule metric is read off a window's totals."""
 
-LABELS: dict[str, Callable[[WindowSummary], dict[str, str]]] = {
+LABELS: dict[str, Callable[[MinuteAgg], dict[str, str]]] = {
     "max_session_calls": _busiest_session,
 }
 """The labels an alert of a metric carries, read off the window it fired or resolved in."""
@@ -432,8 +411,9 @@ class TenantWindow:
         for hour in [h for h in self.hours if h < oldest_hour]:
             del self.hours[hour]
 
-    def summary(self, at: float, window: float, needs: Needs = ALL) -> WindowSummary:
-        """Totals of the buckets overlapping (at - window, at]."""
+    def summary(self, at: float, window: float, needs: Needs = ALL) -> MinuteAgg:
+        """Totals of the buckets overlapping (at - window, at], read before the window changes
+        again: for a window summed from minutes, its running total itself, score sums set."""
         if window > HOURLY_ABOVE:
             start = at - window
             fsum = fn = 0.0
@@ -441,7 +421,7 @@ class TenantWindow:
                 if hour + 3600 > start and hour <= at:
                     fsum += s
                     fn += n
-            return WindowSummary(0, 0, 0, 0, 0, {}, 0.0, 0, 0, 0, 0, fsum, int(fn), {}, {}, 0, 0)
+            return MinuteAgg(feedback_sum=fsum, feedback_n=int(fn))
         lo = int(at - window) // 60 * 60  # the minute holding the window's start
         hi = int(at) // 60 * 60
         minutes = self.minutes
@@ -451,28 +431,11 @@ class TenantWindow:
         elif lo != run.lo or hi != run.hi:
             run.move(lo, hi, minutes)
         t = run.total
-        faith_sum = feedback_sum = 0.0
         if t.faith_n or t.feedback_n:
-            faith_sum, feedback_sum = run.float_sums(minutes)
-        return WindowSummary(
-            t.calls,
-            t.errors,
-            t.input_tokens,
-            t.output_tokens,
-            t.cost_pico,
-            t.latencies,
-            faith_sum,
-            t.faith_n,
-            t.halluc_n,
-            t.halluc_hits,
-            t.injections,
-            feedback_sum,
-            t.feedback_n,
-            t.session_calls,
-            t.session_cost,
-            t.session_cost_sum,
-            t.session_most,
-        )
+            t.faith_sum, t.feedback_sum = run.float_sums(minutes)
+        else:
+            t.faith_sum = t.feedback_sum = 0.0
+        return t
 
 
 def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict[str, TenantWindow]:

@@ -1,6 +1,7 @@
 """Running window totals: moved a minute at a time, they equal a fresh sum of the minutes."""
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,7 +48,7 @@ def fresh(window: TenantWindow, at: float, length: float, needs: Needs):
             faith += agg.faith_sum
             feedback += agg.feedback_sum
     if summary.faith_n or summary.feedback_n:
-        return summary._replace(faith_sum=faith, feedback_sum=feedback)
+        return replace(summary, faith_sum=faith, feedback_sum=feedback)
     return summary
 
 
