@@ -1,9 +1,9 @@
 """Alert rules: what each measures, its defaults, and the firing/resolved state machine.
 
-Pure: a rule is evaluated on a window's totals (``MinuteAgg``) at an event time; ``step``
-moves one rule's state for one tenant and says whether an alert fires or resolves. Fires once per episode:
-``pending`` while the condition holds for less than ``for``, ``firing`` after, and resolved
-only once the value is back past the threshold by the hysteresis margin.
+Pure: a rule is evaluated on a window's totals (``MinuteAgg``) at an event time; ``step`` moves
+one rule's state for one tenant and says whether an alert fires or resolves. Fires once per
+episode: ``pending`` while the condition holds for less than ``for``, ``firing`` after, and
+resolved only once the value is back past the threshold by the hysteresis margin.
 """
 
 from __future__ import annotations
