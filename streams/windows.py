@@ -48,13 +48,15 @@ def quantile(histogram: dict[int, int], q: float, total: int | None = None) -> f
         total = sum(histogram.values())
     if total == 0:
         return None
-    rank = q * (total - 1)
+    # the value at position floor(q * (total - 1)) of the sorted samples; walked from the top,
+    # where a high quantile is reached after a few buckets
+    above = total - 1 - math.floor(q * (total - 1))  # samples after that position
     seen = 0
-    for index in sorted(histogram):
+    for index in sorted(histogram, reverse=True):
         seen += histogram[index]
-        if seen > rank:
+        if seen > above:
             return bucket_value(index)
-    return bucket_value(max(histogram))
+    return bucket_value(min(histogram))  # not reached: seen ends at total > above
 
 
 LATENCY_METRICS = frozenset({"latency_p95_ms"})

@@ -1,12 +1,13 @@
 """The monitor on real parsed events, in event time, without Kafka."""
 
+import random
 from datetime import UTC, datetime, timedelta
 
 from streams.monitor import Monitor, TenantState
 from streams.parse import ParseLimits, parse_record
 from streams.policy import Policy
 from streams.pricing import PriceTable
-from streams.windows import TenantWindow, latency_bucket, quantile
+from streams.windows import TenantWindow, bucket_value, latency_bucket, quantile
 from tests.factories import event, iso, record
 
 PRICES = PriceTable.shipped()
@@ -209,6 +210,19 @@ def test_p95_from_log_buckets_is_within_one_percent():
         hist[b] = hist.get(b, 0) + 1
     exact = sorted(values)[int(0.95 * (len(values) - 1))]
     assert abs(quantile(hist, 0.95) - exact) / exact < 0.01
+
+
+def test_quantile_of_a_histogram_is_the_sample_at_its_rank():
+    rng = random.Random(5)
+    for _ in range(300):
+        samples = sorted(rng.choice([1, 3, 40, 41, 900]) for _ in range(rng.randrange(1, 60)))
+        hist = {}
+        for v in samples:
+            hist[latency_bucket(v)] = hist.get(latency_bucket(v), 0) + 1
+        for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+            expected = samples[int(q * (len(samples) - 1))]
+            assert quantile(hist, q) == bucket_value(latency_bucket(expected))
+    assert quantile({}, 0.95) is None
 
 
 def test_session_rules_see_the_busiest_session():
