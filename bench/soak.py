@@ -3,10 +3,11 @@
 ``python -m bench.soak [--minutes 10] [--rate 1000]`` starts the embedded broker and one
 worker, produces ``--rate`` events/s of the benchmark's realistic mix (event times = now) for
 ``--minutes``, and every ``--every`` seconds prints the worker's RSS and its consumer lag
-(records produced minus records stored). At the end it says whether each levelled off: lag
-when the last third's mean stays within twice the first third's (or two seconds of traffic),
-RSS when it rose by less than 5 % over the last quarter of the run. The last line is one JSON
-object.
+(records produced minus records stored), with the worker's and the embedded broker's share of a
+core since the last sample and the broker's RSS (it keeps every record in memory). At the end
+it says whether each levelled off: lag when the last third's mean stays within twice the first
+third's (or two seconds of traffic), RSS when it rose by less than 5 % over the last quarter of
+the run. The last line is one JSON object.
 
 The worker's memory fills for about an hour of event time before it levels off: rule windows
 keep the longest minute window (1 h by default) plus the allowed lateness, the resend index
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.gen import Mix, Records, zipf_weights
@@ -48,6 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-max", type=int, default=10_000)
     p.add_argument("--batch-within", type=float, default=0.5)
     return p.parse_args(argv)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _mean(values: list[float]) -> float:
@@ -97,6 +109,8 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     sender = Sender(bulk_producer(bench.bootstrap))
     topic = env["LLMTEL_EVENTS_TOPIC"]
     samples: list[dict[str, float]] = []
+    broker_pid = bench.broker.pid if bench.broker is not None else 0
+    used = (cpu_seconds(worker.popen.pid), cpu_seconds(broker_pid), time.monotonic())
     start = time.monotonic()
     end = start + args.minutes * 60
     next_sample = start + args.every
@@ -112,15 +126,25 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         if time.monotonic() >= next_sample:
             sender.producer.flush(10)
             stored = int(worker.query("SELECT count() FROM events")[0][0])
+            # the embedded broker keeps every record in memory (no retention): its share of
+            # the cores is printed beside the worker's, since both shape the lag
+            now_used = (cpu_seconds(worker.popen.pid), cpu_seconds(broker_pid), time.monotonic())
+            elapsed = max(1e-9, now_used[2] - used[2])
             sample = {
                 "t_s": round(time.monotonic() - start, 1),
                 "produced": sender.sent,
                 "lag": sender.sent - stored,
                 "rss_mb": peak_rss_mb(worker.popen.pid, "VmRSS") or 0.0,
+                "worker_cpu": round(100 * (now_used[0] - used[0]) / elapsed),
+                "broker_cpu": round(100 * (now_used[1] - used[1]) / elapsed),
+                "broker_rss_mb": peak_rss_mb(broker_pid, "VmRSS") or 0.0,
             }
+            used = now_used
             samples.append(sample)
             say(
                 f"  t={sample['t_s']:>6.0f}s  produced={sample['produced']:>9}  lag={sample['lag']:>7}  rss={sample['rss_mb']:.0f} MB"
+                f"  cpu worker={sample['worker_cpu']}% broker={sample['broker_cpu']}%"
+                f"  broker rss={sample['broker_rss_mb']:.0f} MB"
             )
             next_sample += args.every
         time.sleep(max(0.0, tick - (time.monotonic() - t0)))
