@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event, LlmCall
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event
 from streams.pricing import COST_FROM_EVENT, PriceTable, usd_to_pico
 
 # Reason codes (the ``llmtel.reason`` header of a DLQ record).
@@ -95,46 +95,109 @@ def parse_record(
 
     Each element stands alone: one bad element is rejected, its siblings are accepted.
     """
-    raw = value or b""
-    if len(raw) > limits.max_record_bytes:
-        detail = f"record is {len(raw)} bytes, the limit is {limits.max_record_bytes}"
-        return [], [Rejection(None, TOO_LARGE, detail, raw)]
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return [], [Rejection(None, _undecodable(raw), str(exc)[:300], raw)]
-    if isinstance(doc, dict):
-        elements: list[Any] = [doc]
-        single = True
-    elif isinstance(doc, list):
+    return Parser(prices, limits, now).record(key, value)
+
+
+class Parser:
+    """``parse_record`` for the records of one batch: the limits worked out once, and every
+    record judged at the same instant ``now``."""
+
+    def __init__(self, prices: PriceTable, limits: ParseLimits, now: datetime) -> None:
+        self.prices = prices
+        self.limits = limits
+        self.now = now.timestamp()
+        self.max_age = limits.max_event_age.total_seconds()
+        self.max_future = limits.max_future.total_seconds()
+
+    def record(
+        self, key: bytes | None, value: bytes | None
+    ) -> tuple[list[Accepted], list[Rejection]]:
+        """Parse one Kafka record holding an event object or a JSON array of them."""
+        raw = value or b""
+        limits = self.limits
+        if len(raw) > limits.max_record_bytes:
+            detail = f"record is {len(raw)} bytes, the limit is {limits.max_record_bytes}"
+            return [], [Rejection(None, TOO_LARGE, detail, raw)]
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return [], [Rejection(None, _undecodable(raw), str(exc)[:300], raw)]
+        # surrogateescape: a key that is not UTF-8 equals no tenant_id ("replace" made b"\xff"
+        # "\ufffd")
+        tenant_key = key.decode("utf-8", "surrogateescape") if key else ""
+        if isinstance(doc, dict):
+            result = self._element(0, doc, tenant_key)
+            if isinstance(result, Accepted):
+                return [result], []
+            return [], [Rejection(None, result[0], result[1], raw)]
+        if not isinstance(doc, list):
+            kind = type(doc).__name__
+            detail = f"expected an object or array, got {kind}"
+            return [], [Rejection(None, NOT_AN_OBJECT, detail, raw)]
         if not doc:
             return [], [Rejection(None, EMPTY_ARRAY, "the array holds no events", raw)]
-        elements = doc
-        single = False
-    else:
-        kind = type(doc).__name__
-        return [], [Rejection(None, NOT_AN_OBJECT, f"expected an object or array, got {kind}", raw)]
+        accepted: list[Accepted] = []
+        rejected: list[Rejection] = []
+        written: list[bytes] | None = None
+        for index, element in enumerate(doc):
+            result = self._element(index, element, tenant_key)
+            if isinstance(result, Accepted):
+                accepted.append(result)
+                continue
+            try:
+                payload = orjson.dumps(element)
+            except orjson.JSONEncodeError:  # nested deeper than orjson encodes (254 levels)
+                written = written or _elements_as_written(raw)
+                payload = written[index]
+            rejected.append(Rejection(index, result[0], result[1], payload))
+        return accepted, rejected
 
-    # surrogateescape: a key that is not UTF-8 equals no tenant_id ("replace" made b"\xff" "\ufffd")
-    tenant_key = key.decode("utf-8", "surrogateescape") if key else ""
-    accepted: list[Accepted] = []
-    rejected: list[Rejection] = []
-    written: list[bytes] | None = None
-    for index, element in enumerate(elements):
-        result = _parse_element(index, element, tenant_key, prices, limits, now)
-        if isinstance(result, Accepted):
-            accepted.append(result)
-        else:
-            reason, detail = result
-            payload = raw
-            if not single:
-                try:
-                    payload = orjson.dumps(element)
-                except orjson.JSONEncodeError:  # nested deeper than orjson encodes (254 levels)
-                    written = written or _elements_as_written(raw)
-                    payload = written[index]
-            rejected.append(Rejection(None if single else index, reason, detail, payload))
-    return accepted, rejected
+    def _element(self, index: int, element: Any, tenant_key: str) -> Accepted | tuple[str, str]:
+        if not isinstance(element, dict):
+            return NOT_AN_OBJECT, f"expected an event object, got {type(element).__name__}"
+        event_type = element.get("event_type")
+        if event_type not in EVENT_TYPES:
+            return (
+                UNKNOWN_EVENT_TYPE,
+                f"event_type {_shown(event_type)} is not one of {', '.join(EVENT_TYPES)}",
+            )
+        try:
+            event = _validate(element)
+        except ValidationError as exc:
+            return INVALID_EVENT, _describe(exc)
+        ts = event.timestamp.timestamp()
+        age = self.now - ts
+        if age > self.max_age:
+            return (
+                TIMESTAMP_OUT_OF_RANGE,
+                f"timestamp {event.timestamp.isoformat()} is older than "
+                f"{self.limits.max_event_age}",
+            )
+        if -age > self.max_future:
+            return (
+                TIMESTAMP_OUT_OF_RANGE,
+                f"timestamp {event.timestamp.isoformat()} is more than "
+                f"{self.limits.max_future} ahead",
+            )
+        tenant = event.tenant_id
+        if tenant_key != tenant:
+            if not tenant_key:
+                return MISSING_KEY, "the record has no key; key each record by its tenant_id"
+            return (
+                KEY_MISMATCH,
+                f"record key {_shown(tenant_key)} differs from tenant_id {tenant!r}",
+            )
+        allowed = self.limits.allowed_tenants
+        if allowed is not None and tenant not in allowed:
+            return UNKNOWN_TENANT, f"tenant {tenant!r} is not in the policy's allow-list"
+        if event_type == "llm_call":
+            if event.cost_usd is not None:
+                return Accepted(index, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT, ts)
+            cost, source = self.prices.cost(
+                event.model, event.input_tokens, event.cached_input_tokens, event.output_tokens
+            )
+            return Accepted(index, event, cost, source, ts)
+        return Accepted(index, event, 0, "", ts)
 
 
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
@@ -172,54 +235,3 @@ def _shown(value: Any, limit: int = 100) -> str:
     """A producer's value in a message (a Kafka header): its repr, cut short."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
-def _parse_element(
-    index: int,
-    element: Any,
-    tenant_key: str,
-    prices: PriceTable,
-    limits: ParseLimits,
-    now: datetime,
-) -> Accepted | tuple[str, str]:
-    if not isinstance(element, dict):
-        return NOT_AN_OBJECT, f"expected an event object, got {type(element).__name__}"
-    event_type = element.get("event_type")
-    if event_type not in EVENT_TYPES:
-        return (
-            UNKNOWN_EVENT_TYPE,
-            f"event_type {_shown(event_type)} is not one of {', '.join(EVENT_TYPES)}",
-        )
-    try:
-        event = _validate(element)
-    except ValidationError as exc:
-        return INVALID_EVENT, _describe(exc)
-    ts = event.timestamp.timestamp()
-    age = now.timestamp() - ts
-    if age > limits.max_event_age.total_seconds():
-        return (
-            TIMESTAMP_OUT_OF_RANGE,
-            f"timestamp {event.timestamp.isoformat()} is older than {limits.max_event_age}",
-        )
-    if -age > limits.max_future.total_seconds():
-        return (
-            TIMESTAMP_OUT_OF_RANGE,
-            f"timestamp {event.timestamp.isoformat()} is more than {limits.max_future} ahead",
-        )
-    if not tenant_key:
-        return MISSING_KEY, "the record has no key; key each record by its tenant_id"
-    if tenant_key != event.tenant_id:
-        return (
-            KEY_MISMATCH,
-            f"record key {_shown(tenant_key)} differs from tenant_id {event.tenant_id!r}",
-        )
-    if limits.allowed_tenants is not None and event.tenant_id not in limits.allowed_tenants:
-        return UNKNOWN_TENANT, f"tenant {event.tenant_id!r} is not in the policy's allow-list"
-    if isinstance(event, LlmCall):
-        if event.cost_usd is not None:
-            return Accepted(index, event, usd_to_pico(event.cost_usd), COST_FROM_EVENT, ts)
-        cost, source = prices.cost(
-            event.model, event.input_tokens, event.cached_input_tokens, event.output_tokens
-        )
-        return Accepted(index, event, cost, source, ts)
-    return Accepted(index, event, 0, "", ts)

@@ -24,7 +24,7 @@ from streams.fold import (
     fold_llm_call,
     rollup_rows,
 )
-from streams.parse import Accepted, ParseLimits, Rejection, parse_record
+from streams.parse import Accepted, ParseLimits, Parser, Rejection
 from streams.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class BatchProcessor:
         await self._load_recent_ids(sink, {r.partition for r in records})
         applied_events = applied["events"]
         applied_rollups = applied["rollups_1m"]
-        now = self._clock()
+        parser = Parser(self.prices, self.limits, self._clock())
         event_rows: list[tuple[Any, ...]] = []
         rollups: dict[RollupKey, RollupTotals] = {}
         fresh: list[FreshEvent] = []
@@ -176,9 +176,7 @@ class BatchProcessor:
                 skipped += 1
             span = ranges.setdefault(p, [offset, offset])
             span[1] = offset
-            accepted, refused = parse_record(
-                record.key, record.value, prices=self.prices, limits=self.limits, now=now
-            )
+            accepted, refused = parser.record(record.key, record.value)
             if refused and not events_done:
                 rejected.extend((record, r) for r in refused)
             for item in accepted:
