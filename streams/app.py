@@ -433,9 +433,8 @@ def create_app(runtime: Runtime) -> faust.App:
         storing = asyncio.ensure_future(processor.store_batch(runtime.sink, batch))
         try:
             await asyncio.sleep(0)  # the insert starts on the sink thread ...
-            out = monitor.apply_batch(  # ... while the batch is folded into tenant states
-                [(f.partition, f.offset, f.item) for f in batch.result.accepted], stored.get
-            )
+            # ... while the batch is folded into tenant states
+            out = monitor.apply_batch(batch.result.accepted, stored.get)
             result = await storing
         finally:
             storing.cancel()  # a no-op once it is done

@@ -18,6 +18,8 @@ from streams.redact import redact
 EVENTS_COLUMN_NAMES = tuple(name for name, _ in EVENTS_COLUMNS)
 ROLLUP_COLUMN_NAMES = tuple(name for name, _ in ROLLUP_COLUMNS)
 
+NO_COST = pico_to_usd(0)  # shared by the rows of events that cost nothing
+
 RollupKey = tuple[str, int, str, str, int]
 """(tenant_id, minute as epoch seconds, model, agent_id, kafka partition)."""
 
@@ -148,7 +150,7 @@ def event_row(
         in_tok,
         out_tok,
         cached,
-        pico_to_usd(item.cost_pico),
+        pico_to_usd(item.cost_pico) if item.cost_pico else NO_COST,
         item.cost_source,
         latency,
         status,

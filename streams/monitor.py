@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import LlmCall
 from schemas.outputs import Alert, DegradeCommand
 from streams.budget import DAY, EXCEEDED, LEVEL_NAMES, OK, WARNING, BudgetState, day_name, day_of
 from streams.durations import format_duration
@@ -196,13 +195,14 @@ class Monitor:
         """Apply a stored batch: ``accepted`` holds (partition, offset, item) in offset order
         per partition; ``stored_state(tenant)`` returns a tenant's persisted state or None."""
         out = Outputs()
-        by_tenant: dict[str, list[tuple[int, Accepted]]] = {}
-        for partition, offset, item in accepted:
-            tenant = item.event.tenant_id
-            if tenant not in by_tenant:
-                by_tenant[tenant] = []
-                self.partition_of[tenant] = partition
-            by_tenant[tenant].append((offset, item))
+        by_tenant: dict[str, list[tuple[int, int, Accepted]]] = {}
+        for entry in accepted:
+            tenant = entry[2].event.tenant_id
+            items = by_tenant.get(tenant)
+            if items is None:
+                items = by_tenant[tenant] = []
+                self.partition_of[tenant] = entry[0]
+            items.append(entry)
         for tenant, items in by_tenant.items():
             partition = self.partition_of[tenant]
             state = self.state(tenant, stored_state(tenant))
@@ -231,26 +231,28 @@ class Monitor:
         partition: int,
         state: TenantState,
         window: TenantWindow,
-        items: list[tuple[int, Accepted]],
+        items: list[tuple[int, int, Accepted]],
         out: Outputs,
     ) -> bool:
         applied = False
-        for offset, item in items:
+        spent_at = -1  # offset of the last LLM call applied
+        spend: dict[int, int] | None = None  # minute -> pico-USD
+        for _, offset, item in items:
             event = item.event
             ts = item.ts
             position = (offset, item.index)  # the elements of an array share its offset
             if position > (state.offset, state.index):
-                boundary = int(ts) // 60 * 60
-                if boundary > state.last_eval:
+                minute = int(ts) // 60 * 60
+                if minute > state.last_eval:
                     if state.last_eval:
-                        self._evaluate(tenant, state, window, boundary, out)
-                    state.last_eval = boundary
-                if isinstance(event, LlmCall):
+                        self._evaluate(tenant, state, window, minute, out)
+                    state.last_eval = minute
+                if event.event_type == "llm_call":
                     self._spend(tenant, state, ts, item.cost_pico, event.model, out)
-                    minutes = out.spend.setdefault(partition, {})
-                    minute = int(ts) // 60 * 60
-                    minutes[minute] = minutes.get(minute, 0) + item.cost_pico
-                    out.spend_offsets[partition] = max(out.spend_offsets.get(partition, -1), offset)
+                    if spend is None:
+                        spend = out.spend.setdefault(partition, {})
+                    spend[minute] = spend.get(minute, 0) + item.cost_pico
+                    spent_at = offset
                 state.offset, state.index = position
                 applied = True
             if position > (window.offset, window.index):
@@ -259,6 +261,8 @@ class Monitor:
                 else:
                     out.late_events += 1
                 window.offset, window.index = position
+        if spent_at >= 0:
+            out.spend_offsets[partition] = max(out.spend_offsets.get(partition, -1), spent_at)
         if applied:
             self._evaluate(tenant, state, window, window.watermark, out)
             window.evict(self.retention)
@@ -381,6 +385,10 @@ class Monitor:
                 summary = summaries[length] = window.summary(at, length, needs)
             value, samples = measure(summary)
             current = rules.get(name)
+            if current is None and (
+                value is None or samples < rule.min_samples or not rule.breached(value)
+            ):
+                continue  # inactive and staying so: what ``step`` would return
             new, transition = step(rule, current, value, samples, at, tenant)
             if new is not current:
                 if new is None:

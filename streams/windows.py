@@ -362,7 +362,8 @@ class TenantWindow:
             for run in self.runs.values():
                 if run.lo <= minute <= run.hi:
                     add_call(run.total, event, cost_pico, bucket, session, run.needs)
-            self._advance(ts)
+            if ts > self.watermark:
+                self.watermark = ts
             return
         add_other(self.bucket(minute), event)
         for run in self.runs.values():
