@@ -31,21 +31,31 @@ log = logging.getLogger(__name__)
 
 Partitions = set[int]
 FETCH_RECORDS = 1000  # records per getmany: a batch stops near its byte limit
-GC_YOUNGEST = 50_000  # allocations between collections of the youngest generation
+GC_YOUNGEST = 1_000_000  # a safety net: young collections run between batches
+GC_MIDDLE_EVERY = 10  # batches between collections of the middle generation
 
 
 def tune_gc() -> None:
-    """Collect garbage less often, and never walk what start-up built.
+    """Collect garbage between batches, not in the middle of one, and never walk what
+    start-up built.
 
-    A batch allocates objects by the hundred thousand, almost none of them in reference cycles.
-    At Python's default threshold (700) the collector runs every few events and walks the
-    batch, the windows and the states again and again: parsing measured 40 us per event with
-    the defaults and 22 us with this (README, Performance). Cycles are still collected.
+    A batch allocates objects by the hundred thousand, almost none of them in reference cycles,
+    and drops them when it is done. A collection in the middle of a batch walks every one of
+    them; one between batches (``collect_between_batches``) walks only what the batch left
+    behind. At Python's default threshold (700) parsing measured 40 us per event, 22 us with
+    a young collection every 50,000 allocations; between batches the worker's main thread uses
+    about 12 % less CPU again (README, Performance). Cycles are still collected; the oldest
+    generation as Python decides.
     """
     gc.collect()
     gc.freeze()  # modules, schemas, Faust: moved out of every later collection
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNGEST, middle, oldest)
+
+
+def collect_between_batches(batches: int) -> None:
+    """The young generation after each batch (the middle one every ``GC_MIDDLE_EVERY``)."""
+    gc.collect(1 if batches % GC_MIDDLE_EVERY == 0 else 0)
 
 
 def state_topic(app_id: str) -> str:
@@ -172,6 +182,7 @@ class Ingest:
         self.consumer = AIOKafkaConsumer(**self._config)
         await self.consumer.start()
         tune_gc()
+        batches = 0
         self.consumer.subscribe([self.topic], listener=_Listener(self))
         try:
             while True:
@@ -189,6 +200,9 @@ class Ingest:
                 # not under the lock: a position may wait for the end of a rebalance
                 await self._positions(records)
                 self.on_progress(records)
+                if records:
+                    batches += 1
+                    collect_between_batches(batches)
         finally:
             await self.consumer.stop()
 
