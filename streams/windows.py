@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from schemas.events import Evaluation, Feedback, Guardrail, LlmCall, ToolCall
@@ -89,6 +90,15 @@ class Retention(NamedTuple):
 LONGEST = Retention()
 
 
+NONE: Any = MappingProxyType({})
+"""The latencies and session maps of an aggregate that has none (most minutes of a quiet
+tenant): one shared read-only mapping, replaced by a dict of its own on the first write."""
+
+
+def _none() -> Any:
+    return NONE
+
+
 @dataclass(slots=True)
 class MinuteAgg:
     """What one tenant did in one minute of event time; also the running total of a window
@@ -99,7 +109,7 @@ class MinuteAgg:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_pico: int = 0
-    latencies: dict[int, int] = field(default_factory=dict)
+    latencies: dict[int, int] = field(default_factory=_none)
     faith_sum: float = 0.0
     faith_n: int = 0
     halluc_n: int = 0
@@ -107,9 +117,8 @@ class MinuteAgg:
     injections: int = 0
     feedback_sum: float = 0.0
     feedback_n: int = 0
-    session_calls: dict[str, int] = field(default_factory=dict)
-    session_cost: dict[str, int] = field(default_factory=dict)
-    session_cost_sum: int = 0  # of session_cost's values
+    session_calls: dict[str, int] = field(default_factory=_none)
+    session_cost_sum: int = 0  # pico-USD of the LLM calls that name a session
     # a running total only: how many sessions have made n calls, and the greatest such n
     session_counts: dict[int, int] | None = None
     session_most: int = 0
@@ -135,7 +144,7 @@ def _latency_p95(w: MinuteAgg) -> Measured:
 
 
 def _cost_per_session(w: MinuteAgg) -> Measured:
-    n = len(w.session_cost)
+    n = len(w.session_calls)
     return (w.session_cost_sum / 1e12 / n if n else None), n
 
 
@@ -192,11 +201,15 @@ def add_call(
     agg.output_tokens += event.output_tokens
     agg.cost_pico += cost_pico
     if bucket is not None and needs.latencies:
-        agg.latencies[bucket] = agg.latencies.get(bucket, 0) + 1
+        latencies = agg.latencies
+        if latencies is NONE:
+            latencies = agg.latencies = {}
+        latencies[bucket] = latencies.get(bucket, 0) + 1
     if session is not None and needs.sessions:
         calls = agg.session_calls
+        if calls is NONE:
+            calls = agg.session_calls = {}
         n = calls[session] = calls.get(session, 0) + 1
-        agg.session_cost[session] = agg.session_cost.get(session, 0) + cost_pico
         agg.session_cost_sum += cost_pico
         if agg.session_counts is not None:
             recount(agg, agg.session_counts, n - 1, n)
@@ -242,18 +255,15 @@ def merge(total: MinuteAgg, agg: MinuteAgg, sign: int, needs: Needs) -> None:
             else:
                 del latencies[b]
     if needs.sessions:
-        calls, costs, counts = total.session_calls, total.session_cost, total.session_counts
+        total.session_cost_sum += sign * agg.session_cost_sum
+        calls, counts = total.session_calls, total.session_counts
         for s, n in agg.session_calls.items():
             had = calls.get(s, 0)
             left = had + sign * n
             if left:
                 calls[s] = left
-                cost = sign * agg.session_cost[s]
-                costs[s] = costs.get(s, 0) + cost
-                total.session_cost_sum += cost
             else:  # a session leaves the window with its last call, whatever it cost
                 del calls[s]
-                total.session_cost_sum -= costs.pop(s)
             if counts is not None:
                 recount(total, counts, had, left)
 
@@ -282,7 +292,9 @@ class Running:
 
     def __init__(self, lo: int, hi: int, needs: Needs, minutes: dict[int, MinuteAgg]) -> None:
         self.lo, self.hi, self.needs = lo, hi, needs
-        self.total = MinuteAgg(session_counts={} if needs.sessions else None)
+        self.total = MinuteAgg(latencies={}, session_calls={}, session_counts={})
+        if not needs.sessions:
+            self.total.session_counts = None
         # (faithfulness, feedback) score sums of the minutes lo..hi-60, summed in minute order;
         # None: to be summed again (the run moved, or a late event joined one of them)
         self.closed: tuple[float, float] | None = None
@@ -397,9 +409,9 @@ class TenantWindow:
                 gone.append(minute)
                 continue
             if minute < latency_cut and agg.latencies:
-                agg.latencies = {}
+                agg.latencies = NONE
             if minute < session_cut and agg.session_calls:
-                agg.session_calls, agg.session_cost, agg.session_cost_sum = {}, {}, 0
+                agg.session_calls, agg.session_cost_sum = NONE, 0
         for minute in gone:
             del self.minutes[minute]
         # a total that still counts a trimmed minute could not take it away
@@ -483,7 +495,7 @@ def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict
             int(tout),
         )
         agg.cost_pico = int(Decimal(cost) * 10**12)
-        agg.latencies = {int(k): int(v) for k, v in zip(*lat, strict=True)} if lat else {}
+        agg.latencies = {int(k): int(v) for k, v in zip(*lat, strict=True)} if lat else NONE
         # sums over a Nullable column come back NULL when no row matched
         agg.faith_sum, agg.faith_n = float(fsum or 0), int(fn)
         agg.halluc_n, agg.halluc_hits, agg.injections = int(hn), int(hh), int(inj)
@@ -491,9 +503,10 @@ def windows_from_activity(activity: dict[str, list[tuple]], offset: int) -> dict
         w.watermark = max(w.watermark, int(latest_ms) / 1000)
     for tenant, minute, session, calls, cost in activity["sessions"]:
         agg = window(tenant).bucket(int(minute))
+        if agg.session_calls is NONE:
+            agg.session_calls = {}
         agg.session_calls[session] = int(calls)
-        pico = agg.session_cost[session] = int(Decimal(cost) * 10**12)
-        agg.session_cost_sum += pico
+        agg.session_cost_sum += int(Decimal(cost) * 10**12)
     for tenant, hour, fsum, fn in activity["hours"]:
         window(tenant).hours[int(hour)] = [float(fsum or 0), int(fn)]
     return windows
