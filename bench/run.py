@@ -118,6 +118,45 @@ def peak_rss_mb(pid: int, what: str = "VmHWM") -> float | None:
     return None
 
 
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time a process (or one of its threads) has used so far, in seconds
+    (0 if it is gone)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """The worker's CPU time per event between two points of a drain: in all its threads,
+    and in its main thread (the Python one; chDB inserts on others). Less moved than events/s
+    by a machine whose speed varies, as these shared ones do."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.first: tuple[int, float, float] | None = None  # (events, process s, main s)
+        self.last: tuple[int, float, float] | None = None
+
+    def mark(self, events: int) -> None:
+        """Note the CPU used when ``events`` are stored (the first mark starts the count)."""
+        sample = (events, cpu_seconds(self.pid), cpu_seconds(self.pid, self.pid))
+        if self.first is None:
+            self.first = sample
+        self.last = sample
+
+    def per_event_us(self) -> tuple[float, float] | None:
+        """(all threads, main thread) CPU microseconds per event between the marks."""
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return None
+        events = self.last[0] - self.first[0]
+        return (
+            1e6 * (self.last[1] - self.first[1]) / events,
+            1e6 * (self.last[2] - self.first[2]) / events,
+        )
+
+
 # -- processes -------------------------------------------------------------------------
 
 
@@ -425,6 +464,14 @@ def stop_profiler(popen: subprocess.Popen | None) -> None:
 # -- throughput ------------------------------------------------------------------------
 
 
+def say_cpu(cpu_us: tuple[float, float] | None) -> None:
+    if cpu_us:
+        say(
+            f"  worker CPU per event: {cpu_us[0]:.1f} us in all threads, {cpu_us[1]:.1f} us in "
+            f"the main (Python) thread: 1e6 / the latter is the most a core gives this worker"
+        )
+
+
 @dataclass
 class Drained:
     events_per_s: float
@@ -437,6 +484,7 @@ class Drained:
     peak_rss_mb: float | None
     alerts: int
     breakdown: str
+    cpu_us: tuple[float, float] | None = None  # per event: all threads, main thread
 
 
 def metric_sums(text: str) -> dict[str, float]:
@@ -479,7 +527,7 @@ def breakdown(proc: Proc, wall: float) -> str:
 
 
 def wait_drained(
-    proc: Proc, events: int, llm_calls: int, stall: float = 120.0
+    proc: Proc, events: int, llm_calls: int, stall: float = 120.0, meter: CpuMeter | None = None
 ) -> tuple[float, int, int]:
     """Poll until ``events`` rows are stored and the rollups hold ``llm_calls`` requests;
     returns (wall time then, events, requests). Fails after ``stall`` s without progress.
@@ -493,6 +541,8 @@ def wait_drained(
         proc.check()
         now = time.time()
         stored, requests = int(proc.query("SELECT count() FROM events")[0][0]), 0
+        if meter is not None and stored:
+            meter.mark(stored)
         if stored >= events:
             requests = int(proc.query("SELECT sum(requests) FROM rollups_1m")[0][0] or 0)
             if requests >= llm_calls:
@@ -515,7 +565,8 @@ def drain(
     proc = start_worker(bench, name, env)
     profiler = start_profiler(bench, args, proc, name)
     try:
-        t_end, stored, _ = wait_drained(proc, produced.events, produced.llm_calls)
+        meter = CpuMeter(proc.popen.pid)
+        t_end, stored, _ = wait_drained(proc, produced.events, produced.llm_calls, meter=meter)
         stop_profiler(profiler)
         first_ms, first_rows = proc.query(
             "SELECT toUnixTimestamp64Milli(min(ingested_at)), "
@@ -536,6 +587,7 @@ def drain(
         alerts = int(proc.query("SELECT count() FROM alerts")[0][0])
         rss = peak_rss_mb(proc.popen.pid)
         where = breakdown(proc, t_end - spawned)
+        cpu = meter.per_event_us()
     finally:
         bench.stop(proc)
     return Drained(
@@ -549,6 +601,7 @@ def drain(
         peak_rss_mb=rss,
         alerts=alerts,
         breakdown=where,
+        cpu_us=cpu,
     )
 
 
@@ -670,6 +723,7 @@ class Latency:
     achieved_rate: float
     alerts: int
     breakdown: str
+    cpu_us: tuple[float, float] | None = None  # per event: all threads, main thread
 
 
 def run_latency(bench: Bench, args: argparse.Namespace, prices: PriceTable) -> Latency:
@@ -980,11 +1034,14 @@ def run(args: argparse.Namespace, bench: Bench, result: dict[str, Any]) -> None:
             )
             if d.breakdown:
                 say(f"  worker metrics: {d.breakdown}")
+            say_cpu(d.cpu_us)
             result.update(
                 events_per_s=_r(d.events_per_s),
                 cost_exact="OK" if d.cost_ok else "MISMATCH",
                 startup_s=_r(d.startup_s, 2),
                 throughput_worker_peak_rss_mb=_r(d.peak_rss_mb),
+                cpu_us_per_event=_r(d.cpu_us[0], 1) if d.cpu_us else None,
+                main_thread_cpu_us_per_event=_r(d.cpu_us[1], 1) if d.cpu_us else None,
             )
         if args.batched:
             say("throughput, batched records (arrays of up to 100 events of one tenant) ...")
@@ -995,6 +1052,7 @@ def run(args: argparse.Namespace, bench: Bench, result: dict[str, Any]) -> None:
                 "  exactness: "
                 + ("OK" if d.cost_ok else f"MISMATCH {d.stored_cost} vs {d.expected_cost}"),
             )
+            say_cpu(d.cpu_us)
             result.update(
                 batched_events_per_s=_r(d.events_per_s),
                 batched_cost_exact="OK" if d.cost_ok else "MISMATCH",

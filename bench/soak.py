@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.gen import Mix, Records, zipf_weights
@@ -31,6 +29,7 @@ from bench.run import (
     BenchError,
     Sender,
     bulk_producer,
+    cpu_seconds,
     peak_rss_mb,
     say,
     start_worker,
@@ -51,15 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-max", type=int, default=10_000)
     p.add_argument("--batch-within", type=float, default=0.5)
     return p.parse_args(argv)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _mean(values: list[float]) -> float:
