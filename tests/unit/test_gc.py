@@ -1,9 +1,16 @@
 """The worker collects garbage between batches: the young generation after every batch, the
-middle one every ``GC_MIDDLE_EVERY`` batches, and mid-batch only past a large threshold."""
+older ones every ``GC_MIDDLE_EVERY`` and ``GC_OLDEST_EVERY`` batches, and mid-batch only past a
+large threshold."""
 
 import gc
 
-from streams.ingest import GC_MIDDLE_EVERY, GC_YOUNGEST, collect_between_batches, tune_gc
+from streams.ingest import (
+    GC_MIDDLE_EVERY,
+    GC_OLDEST_EVERY,
+    GC_YOUNGEST,
+    collect_between_batches,
+    tune_gc,
+)
 
 
 def test_tune_gc_moves_young_collections_out_of_batches() -> None:
@@ -27,3 +34,12 @@ def test_young_generation_after_each_batch_middle_every_tenth() -> None:
     assert middle >= 1  # a young collection counts towards the middle generation
     collect_between_batches(GC_MIDDLE_EVERY)
     assert gc.get_count()[1] == 0  # the middle generation was collected too
+
+
+def test_oldest_generation_every_thousandth_batch() -> None:
+    gc.collect(1)  # counts towards the oldest generation
+    assert gc.get_count()[2] >= 1
+    collect_between_batches(GC_OLDEST_EVERY + GC_MIDDLE_EVERY)  # a tenth, not a thousandth
+    assert gc.get_count()[2] >= 1
+    collect_between_batches(2 * GC_OLDEST_EVERY)
+    assert gc.get_count()[2] == 0
