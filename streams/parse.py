@@ -122,8 +122,8 @@ class Parser:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return [], [Rejection(None, _undecodable(raw), str(exc)[:300], raw)]
-        # surrogateescape: a key that is not UTF-8 equals no tenant_id ("replace" made b"\xff"
-        # "\ufffd")
+        # surrogateescape: a key that is not UTF-8 equals no tenant_id
+        # ("replace" made b"\xff" "\ufffd")
         tenant_key = key.decode("utf-8", "surrogateescape") if key else ""
         if isinstance(doc, dict):
             result = self._element(0, doc, tenant_key)
