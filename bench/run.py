@@ -723,7 +723,6 @@ class Latency:
     achieved_rate: float
     alerts: int
     breakdown: str
-    cpu_us: tuple[float, float] | None = None  # per event: all threads, main thread
 
 
 def run_latency(bench: Bench, args: argparse.Namespace, prices: PriceTable) -> Latency:

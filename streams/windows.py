@@ -292,9 +292,9 @@ class Running:
 
     def __init__(self, lo: int, hi: int, needs: Needs, minutes: dict[int, MinuteAgg]) -> None:
         self.lo, self.hi, self.needs = lo, hi, needs
-        self.total = MinuteAgg(latencies={}, session_calls={}, session_counts={})
-        if not needs.sessions:
-            self.total.session_counts = None
+        self.total = MinuteAgg(
+            latencies={}, session_calls={}, session_counts={} if needs.sessions else None
+        )
         # (faithfulness, feedback) score sums of the minutes lo..hi-60, summed in minute order;
         # None: to be summed again (the run moved, or a late event joined one of them)
         self.closed: tuple[float, float] | None = None
@@ -387,9 +387,6 @@ class TenantWindow:
             hour = self.hours.setdefault(int(ts) // 3600 * 3600, [0.0, 0])
             hour[0] += event.score
             hour[1] += 1
-        self._advance(ts)
-
-    def _advance(self, ts: float) -> None:
         if ts > self.watermark:
             self.watermark = ts
 
