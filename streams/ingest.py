@@ -168,6 +168,7 @@ class Ingest:
             **client,
         )
         self.consumer: Any = None  # created in run(): aiokafka wants the running loop
+        self._opened = time.monotonic()  # when the current batch began to fill
 
     def highwater(self, partition: int) -> int | None:
         if self.consumer is None:
@@ -213,17 +214,20 @@ class Ingest:
             await self.consumer.stop()
 
     async def _fetch(self) -> list[SourceRecord]:
-        """Up to ``batch_max`` records or ``batch_max_bytes`` of values, waiting at most
-        ``batch_within`` to fill the batch (records carrying arrays fill it by bytes)."""
+        """Up to ``batch_max`` records or ``batch_max_bytes`` of values (records carrying
+        arrays fill a batch by bytes), or what arrived within ``batch_within``.
+
+        The wait counts from the end of the previous fetch: the time the previous batch took
+        to process is part of it, so records that arrived meanwhile are taken at once instead
+        of waiting a full ``batch_within`` more. A batch still starts at most once per
+        ``batch_within`` unless it fills; an empty fetch opens a new window."""
         records: list[SourceRecord] = []
         size = 0
-        deadline = time.monotonic() + self.batch_within
+        deadline = self._opened + self.batch_within
         while len(records) < self.batch_max and size < self.batch_max_bytes:
             left = deadline - time.monotonic()
-            if left <= 0:
-                break
             fetched = await self.consumer.getmany(
-                timeout_ms=int(left * 1000) + 1,
+                timeout_ms=max(0, int(left * 1000) + 1),
                 max_records=min(FETCH_RECORDS, self.batch_max - len(records)),
             )
             for tp, messages in fetched.items():
@@ -231,6 +235,9 @@ class Ingest:
                 for m in messages:
                     records.append(SourceRecord(p, m.offset, m.key, m.value))
                     size += len(m.value or b"")
+            if not fetched and time.monotonic() >= deadline:
+                break  # what was buffered is taken; nothing more came in time
+        self._opened = time.monotonic()
         return records
 
     def _refetch(self, records: list[SourceRecord]) -> None:
