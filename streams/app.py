@@ -217,6 +217,11 @@ def create_app(runtime: Runtime) -> faust.App:
 
     async def publish(out: Outputs, token: str) -> None:
         """Send alerts and degrade commands, and store them, before the batch is acked."""
+        await announce(out)
+        await record(out, token)
+
+    async def announce(out: Outputs) -> None:
+        """Hand spend deltas, alerts and degrade commands to the producer (sent at once)."""
         if out.spend:  # one message per batch: its partitions are folded together
             deltas = [
                 {"partition": p, "offset": out.spend_offsets[p], "minutes": minutes}
@@ -237,6 +242,9 @@ def create_app(runtime: Runtime) -> faust.App:
                 s.degrade_topic, command.model_dump_json().encode(), command.tenant_id.encode()
             )
             runtime.metrics.observe_degrade(command)
+
+    async def record(out: Outputs, token: str) -> None:
+        """Store the alerts and degrade commands (``token`` makes a retry add nothing)."""
         if out.alerts:
             rows = [alert_row(a) for a in out.alerts]
             await processor.store(
@@ -435,11 +443,14 @@ def create_app(runtime: Runtime) -> faust.App:
             await asyncio.sleep(0)  # the insert starts on the sink thread ...
             # ... while the batch is folded into tenant states
             out = monitor.apply_batch(batch.result.accepted, stored.get)
+            # alerts go out now, not after the inserts: a replay after a crash skips what
+            # either side stored, and the offsets still wait for both
+            await save_states(out.changed)
+            await announce(out)
             result = await storing
         finally:
             storing.cancel()  # a no-op once it is done
-        await save_states(out.changed)
-        await publish(out, result.token)
+        await record(out, result.token)
         await outbox.flush()
         runtime.metrics.observe_batch(result, time.perf_counter() - started)
 
