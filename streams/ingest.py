@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Partitions = set[int]
 FETCH_RECORDS = 1000  # records per getmany: a batch stops near its byte limit
+FETCH_GRACE = 0.05  # seconds a batch past its window waits for the broker's answer to a fetch
 GC_YOUNGEST = 1_000_000  # a safety net: young collections run between batches
 GC_MIDDLE_EVERY = 10  # batches between collections of the middle generation
 GC_OLDEST_EVERY = 1000  # and of the oldest (no automatic collection reaches it any more)
@@ -224,8 +225,17 @@ class Ingest:
         records: list[SourceRecord] = []
         size = 0
         deadline = self._opened + self.batch_within
+        fetched: Any = None  # what the last getmany returned (None: no getmany yet)
+        grace = FETCH_GRACE
         while len(records) < self.batch_max and size < self.batch_max_bytes:
             left = deadline - time.monotonic()
+            if left <= 0 and fetched == {}:
+                # What was buffered is taken. aiokafka fetches a partition again only once
+                # its buffered records are taken: wait once for that fetch, or what arrived
+                # during the last batch would wait for the next one.
+                if not grace:
+                    break
+                left, grace = grace, 0.0
             fetched = await self.consumer.getmany(
                 timeout_ms=max(0, int(left * 1000) + 1),
                 max_records=min(FETCH_RECORDS, self.batch_max - len(records)),
@@ -235,8 +245,6 @@ class Ingest:
                 for m in messages:
                     records.append(SourceRecord(p, m.offset, m.key, m.value))
                     size += len(m.value or b"")
-            if not fetched and time.monotonic() >= deadline:
-                break  # what was buffered is taken; nothing more came in time
         self._opened = time.monotonic()
         return records
 

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+from streams import ingest
 from streams.ingest import Ingest
 from streams.kafka import ensure_topics
 from tests.integration.harness import produce, unique_prefix
@@ -87,3 +88,31 @@ def test_records_that_trickle_in_make_one_batch_per_window(bootstrap):
     run_ingest(bootstrap, topic, process, done)
 
     assert batches == [[0], [1, 2, 3, 4]]
+
+
+def test_a_batch_past_its_window_also_takes_what_the_broker_got_since_the_last_fetch(
+    bootstrap, monkeypatch
+):
+    """aiokafka fetches a partition again only once its buffered records are taken: records
+    that reached the broker after that fetch would wait for the batch after next."""
+    monkeypatch.setattr(ingest, "FETCH_GRACE", 1.0)  # roomy on a loaded machine
+    topic = f"{unique_prefix('batching')}.events"
+    ensure_topics(bootstrap, [topic], 1)
+    batches: list[list[int]] = []
+    done = asyncio.Event()
+
+    async def process(records):
+        batches.append([r.offset for r in records])
+        if len(batches) == 1:
+            # early ones are fetched into aiokafka's buffer, late ones stay on the broker
+            await asyncio.to_thread(produce, bootstrap, topic, [(b"t", b"early")] * 3)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(produce, bootstrap, topic, [(b"t", b"late")] * 3)
+            await asyncio.sleep(WITHIN)
+        elif sum(map(len, batches)) >= 7:
+            done.set()
+
+    produce(bootstrap, topic, [(b"t", b"first")])
+    run_ingest(bootstrap, topic, process, done)
+
+    assert batches == [[0], [1, 2, 3, 4, 5, 6]]
