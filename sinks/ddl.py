@@ -10,6 +10,14 @@ from __future__ import annotations
 DEDUP_WINDOW = 10_000
 """Insert blocks remembered per table: a retried insert with the same token is dropped."""
 
+EVENTS_MERGE_SETTINGS = (
+    "vertical_merge_algorithm_min_rows_to_activate = 1, "
+    "vertical_merge_algorithm_min_columns_to_activate = 1"
+)
+"""Merges of ``events`` go column by column, whatever the parts' size. ClickHouse merges
+parts under 131,072 rows with every column open at once: with 37 columns, a merge of six
+batches' parts took 184 MB in the embedded store (its MemoryTracking), column by column 40 MB."""
+
 EVENTS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", "LowCardinality(String)"),
     ("kafka_partition", "UInt16"),
@@ -115,10 +123,11 @@ SLA_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def _migrations() -> list[str]:
-    """Columns added since a table was first created (no-ops on new tables)."""
+    """Columns and settings added since a table was first created (no-ops on new tables)."""
     return [
         "ALTER TABLE events ADD COLUMN IF NOT EXISTS prompt String",
         "ALTER TABLE events ADD COLUMN IF NOT EXISTS completion String",
+        f"ALTER TABLE events MODIFY SETTING {EVENTS_MERGE_SETTINGS}",
     ]
 
 
@@ -136,7 +145,7 @@ def create_statements(events_ttl_days: int = 90, rollups_ttl_days: int = 400) ->
 PARTITION BY toYYYYMM(ts)
 ORDER BY (tenant_id, event_type, ts)
 TTL toDateTime(ts) + INTERVAL {events_ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}""",
+SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, {EVENTS_MERGE_SETTINGS}""",
         f"""CREATE TABLE IF NOT EXISTS rollups_1m (
     {_columns(ROLLUP_COLUMNS)}
 ) ENGINE = AggregatingMergeTree

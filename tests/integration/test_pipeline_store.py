@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from sinks.clickhouse import ClickHouseSink
+from sinks.ddl import EVENTS_MERGE_SETTINGS, create_statements
 from sinks.errors import SinkError
 from streams.parse import ParseLimits
 from streams.pipeline import BatchProcessor, SourceRecord
@@ -174,3 +175,30 @@ def test_a_record_delivered_twice_in_one_batch_is_stored_once(sink):
     result = asyncio.run(make_processor([]).process(sink, [*recs, recs[2]]))
     assert len(result.accepted) == 5
     assert totals(sink) == (5, expected_cost(recs), 5, expected_cost(recs))
+
+
+def test_events_merge_column_by_column_on_new_and_older_tables(tmp_path):
+    sink = ClickHouseSink(f"chdb://{tmp_path}/ch")
+    try:
+        # the events table as an earlier llmtel created it: merges with every column open
+        sink.command(create_statements()[0].replace(", " + EVENTS_MERGE_SETTINGS, ""))
+
+        def engine():
+            sql = "SELECT engine_full FROM system.tables WHERE name = 'events'"
+            return sink.query(sql)[2][0][0]
+
+        assert "vertical_merge_algorithm_min_rows_to_activate" not in engine()
+        sink.ensure_tables()
+        assert "vertical_merge_algorithm_min_rows_to_activate = 1" in engine()
+        assert "vertical_merge_algorithm_min_columns_to_activate = 1" in engine()
+
+        # batches stored as parts, then merged column by column: nothing lost, cost exact
+        recs = records(90)
+        for start in range(0, 90, 30):
+            asyncio.run(make_processor([]).process(sink, recs[start : start + 30]))
+        sink.command("OPTIMIZE TABLE events FINAL")
+        parts = "SELECT count() FROM system.parts WHERE table = 'events' AND active"
+        assert sink.query(parts)[2] == [(1,)]
+        assert totals(sink) == (90, expected_cost(recs), 90, expected_cost(recs))
+    finally:
+        sink.close()
