@@ -118,6 +118,36 @@ def peak_rss_mb(pid: int, what: str = "VmHWM") -> float | None:
     return None
 
 
+class RssSampler:
+    """Samples a process's resident set every ``every`` seconds in a thread and keeps the
+    largest sample, split into anonymous memory (heaps: Python's, chDB's) and file-backed
+    pages (mapped code and data of the libraries, chDB's 555 MB one above all: clean pages
+    the kernel can drop and read again)."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid, self.every = pid, every
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            sample = {}
+            for what in ("VmRSS", "RssAnon", "RssFile"):
+                value = peak_rss_mb(self.pid, what)
+                if value is None:
+                    return
+                sample[what] = value
+            if sample["VmRSS"] > self.peak.get("VmRSS", 0.0):
+                self.peak = sample
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
     """User + system CPU time a process (or one of its threads) has used so far, in seconds
     (0 if it is gone)."""
@@ -858,7 +888,7 @@ def run_latency(bench: Bench, args: argparse.Namespace, prices: PriceTable) -> L
 
 def run_rss(
     bench: Bench, args: argparse.Namespace, prices: PriceTable
-) -> tuple[float | None, float | None, int]:
+) -> tuple[float | None, float | None, int, dict[str, float]]:
     prefix = bench.prefix("rss")
     tenants = tenant_names(args.rss_tenants, "org")
     policy = write_policy(bench.root / "rss-policy.yaml", tenants)
@@ -890,13 +920,15 @@ def run_rss(
     sender.flush()
     proc = start_worker(bench, "worker-rss", env)
     idle = peak_rss_mb(proc.popen.pid, "VmRSS")  # started, tables ready, nothing consumed yet
+    sampler = RssSampler(proc.popen.pid)
     try:
         wait_drained(proc, args.rss_events, llm_calls)
         active = int(proc.query("SELECT uniqExact(tenant_id) FROM events")[0][0])
         rss = peak_rss_mb(proc.popen.pid)
     finally:
+        largest = sampler.stop()
         bench.stop(proc)
-    return rss, idle, active
+    return rss, idle, active, largest
 
 
 # -- main ------------------------------------------------------------------------------
@@ -1101,12 +1133,24 @@ def run(args: argparse.Namespace, bench: Bench, result: dict[str, Any]) -> None:
         say(
             f"memory: a worker drains {args.rss_events:,} events of {args.rss_tenants:,} tenants ..."
         )
-        rss, idle, active = run_rss(bench, args, prices)
+        rss, idle, active, largest = run_rss(bench, args, prices)
         say(
             f"  peak RSS (VmHWM, chDB included) with {active:,} active tenants: {rss or 0:.0f} MB "
             f"(RSS of the started worker before its first record: {idle or 0:.0f} MB)"
         )
-        result.update(peak_rss_mb=_r(rss), idle_rss_mb=_r(idle), rss_tenants=active)
+        if largest:
+            say(
+                f"  largest RSS sampled every 0.1 s: {largest['VmRSS']:.0f} MB, of it "
+                f"{largest['RssAnon']:.0f} MB anonymous (Python's and chDB's heaps) and "
+                f"{largest['RssFile']:.0f} MB file-backed (mapped libraries, chDB's above all)"
+            )
+        result.update(
+            peak_rss_mb=_r(rss),
+            idle_rss_mb=_r(idle),
+            rss_tenants=active,
+            peak_rss_anon_mb=_r(largest.get("RssAnon")),
+            peak_rss_file_mb=_r(largest.get("RssFile")),
+        )
 
     info["loadavg_end"] = list(os.getloadavg())
 
