@@ -2,7 +2,8 @@
 
 ``python -m bench.soak [--minutes 10] [--rate 1000]`` starts the embedded broker and one
 worker, produces ``--rate`` events/s of the benchmark's realistic mix (event times = now) for
-``--minutes``, and every ``--every`` seconds prints the worker's RSS and its consumer lag
+``--minutes``, and every ``--every`` seconds prints the worker's RSS (with its anonymous part
+and what chDB's own memory tracker counts) and its consumer lag
 (records produced minus records stored), with the worker's and the embedded broker's share of a
 core since the last sample and the broker's RSS (it keeps every record in memory). At the end
 it says whether each levelled off: lag when the last third's mean stays within twice the first
@@ -38,6 +39,9 @@ from bench.run import (
     write_policy,
 )
 from streams.pricing import PriceTable
+
+CHDB_MEMORY = "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'"
+"""The bytes chDB's memory tracker counts (its allocations: parts, merges, caches)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,6 +120,8 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         if time.monotonic() >= next_sample:
             sender.producer.flush(10)
             stored = int(worker.query("SELECT count() FROM events")[0][0])
+            # what the embedded store holds of the worker's memory, by its own account
+            tracked = worker.query(CHDB_MEMORY)
             # the embedded broker keeps every record in memory (no retention): its share of
             # the cores is printed beside the worker's, since both shape the lag
             now_used = (cpu_seconds(worker.popen.pid), cpu_seconds(broker_pid), time.monotonic())
@@ -125,6 +131,8 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
                 "produced": sender.sent,
                 "lag": sender.sent - stored,
                 "rss_mb": peak_rss_mb(worker.popen.pid, "VmRSS") or 0.0,
+                "anon_mb": peak_rss_mb(worker.popen.pid, "RssAnon") or 0.0,
+                "chdb_mb": round(int(tracked[0][0]) / 2**20, 1) if tracked else 0.0,
                 "worker_cpu": round(100 * (now_used[0] - used[0]) / elapsed),
                 "broker_cpu": round(100 * (now_used[1] - used[1]) / elapsed),
                 "broker_rss_mb": peak_rss_mb(broker_pid, "VmRSS") or 0.0,
@@ -133,6 +141,7 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             samples.append(sample)
             say(
                 f"  t={sample['t_s']:>6.0f}s  produced={sample['produced']:>9}  lag={sample['lag']:>7}  rss={sample['rss_mb']:.0f} MB"
+                f" (anonymous {sample['anon_mb']:.0f}, chDB {sample['chdb_mb']:.0f})"
                 f"  cpu worker={sample['worker_cpu']}% broker={sample['broker_cpu']}%"
                 f"  broker rss={sample['broker_rss_mb']:.0f} MB"
             )
