@@ -107,15 +107,23 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "loadavg_start": list(os.getloadavg())}
 
 
-def peak_rss_mb(pid: int, what: str = "VmHWM") -> float | None:
-    """VmHWM (peak resident set; or another ``what`` of /proc/PID/status) of a process, in MiB."""
+def status_mb(pid: int, *names: str) -> dict[str, float]:
+    """Memory figures (VmHWM, VmRSS, RssAnon, ...) of /proc/PID/status, in MiB; {} once the
+    process is gone."""
+    found: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(what + ":"):
-                return int(line.split()[1]) / 1024
+            name, _, value = line.partition(":")
+            if name in names:
+                found[name] = int(value.split()[0]) / 1024
     except OSError:
-        return None
-    return None
+        return {}
+    return found
+
+
+def peak_rss_mb(pid: int, what: str = "VmHWM") -> float | None:
+    """VmHWM (peak resident set; or another ``what`` of /proc/PID/status) of a process, in MiB."""
+    return status_mb(pid, what).get(what)
 
 
 class RssSampler:
@@ -133,12 +141,9 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            sample = {}
-            for what in ("VmRSS", "RssAnon", "RssFile"):
-                value = peak_rss_mb(self.pid, what)
-                if value is None:
-                    return
-                sample[what] = value
+            sample = status_mb(self.pid, "VmRSS", "RssAnon", "RssFile")
+            if len(sample) < 3:
+                return  # gone
             if sample["VmRSS"] > self.peak.get("VmRSS", 0.0):
                 self.peak = sample
 

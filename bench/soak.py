@@ -34,6 +34,7 @@ from bench.run import (
     peak_rss_mb,
     say,
     start_worker,
+    status_mb,
     tenant_names,
     worker_env,
     write_policy,
@@ -126,12 +127,13 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             # the cores is printed beside the worker's, since both shape the lag
             now_used = (cpu_seconds(worker.popen.pid), cpu_seconds(broker_pid), time.monotonic())
             elapsed = max(1e-9, now_used[2] - used[2])
+            memory = status_mb(worker.popen.pid, "VmRSS", "RssAnon")
             sample = {
                 "t_s": round(time.monotonic() - start, 1),
                 "produced": sender.sent,
                 "lag": sender.sent - stored,
-                "rss_mb": peak_rss_mb(worker.popen.pid, "VmRSS") or 0.0,
-                "anon_mb": peak_rss_mb(worker.popen.pid, "RssAnon") or 0.0,
+                "rss_mb": memory.get("VmRSS", 0.0),
+                "anon_mb": memory.get("RssAnon", 0.0),
                 "chdb_mb": round(int(tracked[0][0]) / 2**20, 1) if tracked else 0.0,
                 "worker_cpu": round(100 * (now_used[0] - used[0]) / elapsed),
                 "broker_cpu": round(100 * (now_used[1] - used[1]) / elapsed),
