@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import free_port
+from bench.run import free_port, percentile
 from streams import ingest
 from streams.broker import start_broker
 from streams.kafka import ensure_topics, make_producer
@@ -116,10 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         broker.terminate()
         broker.wait(10)
-    waits.sort()
     n = len(waits)
+    if not n:
+        raise SystemExit("bench.batching: no record reached a batch")
     figures = {
-        q: round(waits[min(n - 1, int(n * share))] * 1000, 1)
+        q: round((percentile(waits, share) or 0.0) * 1000, 1)
         for q, share in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
     }
     print(
