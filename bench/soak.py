@@ -41,8 +41,12 @@ from bench.run import (
 )
 from streams.pricing import PriceTable
 
-CHDB_MEMORY = "SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'"
-"""The bytes chDB's memory tracker counts (its allocations: parts, merges, caches)."""
+SAMPLE_QUERY = (
+    "SELECT (SELECT count() FROM events),"
+    " (SELECT value FROM system.metrics WHERE metric = 'MemoryTracking')"
+)
+"""The events stored, and the bytes chDB's memory tracker counts (its allocations: parts,
+merges, caches): what the embedded store holds of the worker's memory, by its own account."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,9 +124,8 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         sender.producer.poll(0)
         if time.monotonic() >= next_sample:
             sender.producer.flush(10)
-            stored = int(worker.query("SELECT count() FROM events")[0][0])
-            # what the embedded store holds of the worker's memory, by its own account
-            tracked = worker.query(CHDB_MEMORY)
+            stored_rows, tracked = worker.query(SAMPLE_QUERY)[0]
+            stored = int(stored_rows)
             # the embedded broker keeps every record in memory (no retention): its share of
             # the cores is printed beside the worker's, since both shape the lag
             now_used = (cpu_seconds(worker.popen.pid), cpu_seconds(broker_pid), time.monotonic())
@@ -134,7 +137,7 @@ def soak(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
                 "lag": sender.sent - stored,
                 "rss_mb": memory.get("VmRSS", 0.0),
                 "anon_mb": memory.get("RssAnon", 0.0),
-                "chdb_mb": round(int(tracked[0][0]) / 2**20, 1) if tracked else 0.0,
+                "chdb_mb": round(int(tracked or 0) / 2**20, 1),
                 "worker_cpu": round(100 * (now_used[0] - used[0]) / elapsed),
                 "broker_cpu": round(100 * (now_used[1] - used[1]) / elapsed),
                 "broker_rss_mb": peak_rss_mb(broker_pid, "VmRSS") or 0.0,
