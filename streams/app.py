@@ -342,8 +342,8 @@ def create_app(runtime: Runtime) -> faust.App:
         out, snapshots = runtime.slo.evaluate(
             [sli_row(r) for r in rows], lambda t: monitor.state(t, stored.get(t)), now
         )
-        await save_states(out.changed)
         await publish(out, f"sla|{now.isoformat()}|{partitions}")
+        await save_states(out.changed)  # after the alerts are stored: a crash re-sends them
         if snapshots:
             snapshot_rows = [[getattr(s, name) for name in SLA_COLUMN_NAMES] for s in snapshots]
             await processor.store(
@@ -443,14 +443,15 @@ def create_app(runtime: Runtime) -> faust.App:
             await asyncio.sleep(0)  # the insert starts on the sink thread ...
             # ... while the batch is folded into tenant states
             out = monitor.apply_batch(batch.result.accepted, stored.get)
-            # alerts go out now, not after the inserts: a replay after a crash skips what
-            # either side stored, and the offsets still wait for both
-            await save_states(out.changed)
+            # alerts go out now, not after the inserts; the offsets still wait for both
             await announce(out)
             result = await storing
         finally:
             storing.cancel()  # a no-op once it is done
         await record(out, result.token)
+        # tenant states last: a state that reached the changelog before its alerts were
+        # stored would make the replay after a crash skip them, and lose their rows
+        await save_states(out.changed)
         await outbox.flush()
         runtime.metrics.observe_batch(result, time.perf_counter() - started)
 
